@@ -1,0 +1,1 @@
+"""dgam-tf: DGAM weakly-supervised action localization in TensorFlow."""

@@ -1,0 +1,320 @@
+"""The record format: one `tf.train.Example` per video, sharded TFRecord files
+and a `dataset.json` metadata file. See docs/data_format.md.
+
+Layout of a dataset folder:
+
+    dataset.json                      metadata (DatasetInfo)
+    train-00000-of-00004.tfrecord     shards, one Example per video
+    ...
+    test-00000-of-00002.tfrecord
+"""
+import dataclasses
+import math
+import os
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from dgam_tf import io_utils
+from dgam_tf.errors import UserError
+
+FORMAT_VERSION = 1
+METADATA_FILE = "dataset.json"
+FEATURE_DTYPES = ("float16", "float32")
+STREAMS = ("rgb", "flow")
+# I3D features: one segment per 16 frames at 25 fps.
+DEFAULT_SECONDS_PER_SEGMENT = 16 / 25
+
+
+@dataclasses.dataclass
+class Video:
+    """One video in memory.
+
+    Attributes:
+      video_id: name of the video, e.g. "video_test_0000004".
+      features: stream name -> float32 array [T, D].
+      labels: sorted class ids present in the video (video-level labels).
+      duration: length of the video in seconds.
+      seconds_per_segment: time one feature segment covers (0.64 for I3D).
+      gt: ground-truth instances (start_seconds, end_seconds, class_id); may
+        be empty when unknown (e.g. training videos).
+    """
+    video_id: str
+    features: Dict[str, np.ndarray]
+    labels: List[int]
+    duration: float
+    seconds_per_segment: float = DEFAULT_SECONDS_PER_SEGMENT
+    gt: List[Tuple[float, float, int]] = dataclasses.field(default_factory=list)
+
+    @property
+    def num_segments(self):
+        return next(iter(self.features.values())).shape[0]
+
+
+@dataclasses.dataclass
+class DatasetInfo:
+    """The contents of dataset.json."""
+    class_names: List[str]
+    streams: List[str]
+    feature_dim: int
+    feature_dtype: str = "float16"
+    splits: Dict[str, dict] = dataclasses.field(default_factory=dict)  # name -> {"files", "num_videos"}
+    name: str = ""
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+    def split_files(self, data_dir, split):
+        if split not in self.splits:
+            raise UserError(f"{data_dir} has no '{split}' split (it has: "
+                            f"{', '.join(sorted(self.splits)) or 'none'})")
+        return [os.path.join(data_dir, f) for f in self.splits[split]["files"]]
+
+
+def load_info(data_dir):
+    """Reads and checks `<data_dir>/dataset.json`."""
+    if not os.path.isdir(data_dir):
+        raise UserError(f"data folder not found: {data_dir}")
+    path = os.path.join(data_dir, METADATA_FILE)
+    raw = io_utils.read_json(path, "dataset metadata")
+    try:
+        info = DatasetInfo(**raw)
+    except TypeError as e:
+        raise UserError(f"{path}: unexpected metadata layout ({e})") from None
+    if info.format_version != FORMAT_VERSION:
+        raise UserError(f"{path}: record format version {info.format_version}, "
+                        f"this dgam-tf reads version {FORMAT_VERSION}")
+    if info.feature_dtype not in FEATURE_DTYPES:
+        raise UserError(f"{path}: feature_dtype must be one of {FEATURE_DTYPES}")
+    unknown = set(info.streams) - set(STREAMS)
+    if unknown or not info.streams:
+        raise UserError(f"{path}: streams must be a non-empty subset of {STREAMS}")
+    for split, entry in info.splits.items():
+        for f in entry["files"]:
+            if not os.path.isfile(os.path.join(data_dir, f)):
+                raise UserError(f"record file of split '{split}' is missing: "
+                                f"{os.path.join(data_dir, f)}")
+    return info
+
+
+def validate_video(video, info):
+    """Checks one video against the dataset; raises UserError naming it."""
+    name = f"video '{video.video_id}'"
+    if set(video.features) != set(info.streams):
+        raise UserError(f"{name}: has streams {sorted(video.features)}, "
+                        f"expected {info.streams}")
+    lengths = set()
+    for stream, x in video.features.items():
+        if x.ndim != 2:
+            raise UserError(f"{name}: {stream} features have shape {x.shape}, "
+                            f"expected [T, {info.feature_dim}]")
+        if x.shape[1] != info.feature_dim:
+            raise UserError(f"{name}: {stream} feature size is {x.shape[1]}, "
+                            f"expected {info.feature_dim}")
+        if x.shape[0] == 0:
+            raise UserError(f"{name}: {stream} features are empty (zero segments)")
+        if not np.all(np.isfinite(x)):
+            raise UserError(f"{name}: {stream} features contain NaN or Inf")
+        if info.feature_dtype == "float16" and np.abs(x).max() > 65504:
+            raise UserError(f"{name}: {stream} features exceed the float16 range; "
+                            "convert with --feature_dtype=float32")
+        lengths.add(x.shape[0])
+    if len(lengths) != 1:
+        raise UserError(f"{name}: streams have different lengths {sorted(lengths)}")
+    for c in video.labels:
+        if not 0 <= c < info.num_classes:
+            raise UserError(f"{name}: label id {c} outside 0..{info.num_classes - 1}")
+    if not (video.duration > 0 and math.isfinite(video.duration)):
+        raise UserError(f"{name}: duration must be positive, got {video.duration}")
+    if not video.seconds_per_segment > 0:
+        raise UserError(f"{name}: seconds_per_segment must be positive")
+    # Durations are often derived from T and rounded; allow one segment slack.
+    slack = video.seconds_per_segment
+    for start, end, c in video.gt:
+        if not (0 <= start < end <= video.duration + slack) or start >= video.duration:
+            raise UserError(f"{name}: ground-truth segment [{start}, {end}] lies "
+                            f"outside the video (0 to {video.duration:.2f} s) or is empty")
+        if not 0 <= c < info.num_classes:
+            raise UserError(f"{name}: ground-truth label id {c} outside "
+                            f"0..{info.num_classes - 1}")
+
+
+def _bytes(values):
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+
+
+def _floats(values):
+    return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+
+
+def _ints(values):
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+
+
+def encode_video(video, feature_dtype="float16"):
+    """Serializes a Video into a tf.train.Example byte string."""
+    t, d = next(iter(video.features.values())).shape
+    feature = {
+        "video_id": _bytes([video.video_id.encode()]),
+        "num_segments": _ints([t]),
+        "feature_dim": _ints([d]),
+        "seconds_per_segment": _floats([video.seconds_per_segment]),
+        "duration": _floats([video.duration]),
+        "labels": _ints(sorted(video.labels)),
+        "gt_start": _floats([g[0] for g in video.gt]),
+        "gt_end": _floats([g[1] for g in video.gt]),
+        "gt_label": _ints([g[2] for g in video.gt]),
+    }
+    for stream, x in video.features.items():
+        # Little-endian raw bytes: the most compact and fastest form to parse
+        # (docs/data_format.md has the measurement).
+        little_endian = np.dtype(feature_dtype).newbyteorder("<")
+        feature[stream] = _bytes([np.ascontiguousarray(x, dtype=little_endian).tobytes()])
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def parse_video(serialized, streams, feature_dim, feature_dtype="float16"):
+    """Parses one serialized Example into a dict of tensors (graph-safe).
+
+    Returns:
+      dict with "video_id" [] string, "num_segments" [] int32, "duration" []
+      float32, "seconds_per_segment" [] float32, "labels" [None] int64 (class
+      ids), "gt_start"/"gt_end" [None] float32, "gt_label" [None] int64 and,
+      per stream, features [T, D] float32.
+    """
+    spec = {
+        "video_id": tf.io.FixedLenFeature([], tf.string),
+        "num_segments": tf.io.FixedLenFeature([], tf.int64),
+        "feature_dim": tf.io.FixedLenFeature([], tf.int64),
+        "seconds_per_segment": tf.io.FixedLenFeature([], tf.float32),
+        "duration": tf.io.FixedLenFeature([], tf.float32),
+        "labels": tf.io.VarLenFeature(tf.int64),
+        "gt_start": tf.io.VarLenFeature(tf.float32),
+        "gt_end": tf.io.VarLenFeature(tf.float32),
+        "gt_label": tf.io.VarLenFeature(tf.int64),
+    }
+    for stream in streams:
+        spec[stream] = tf.io.FixedLenFeature([], tf.string)
+    ex = tf.io.parse_single_example(serialized, spec)
+    out = {k: (tf.sparse.to_dense(v) if isinstance(v, tf.SparseTensor) else v)
+           for k, v in ex.items()}
+    t = tf.cast(out["num_segments"], tf.int32)
+    checks = [tf.debugging.assert_equal(
+        out["feature_dim"], tf.constant(feature_dim, tf.int64),
+        message=f"record feature size differs from the expected {feature_dim}"),
+        tf.debugging.assert_positive(t, message="record has zero segments")]
+    with tf.control_dependencies(checks):
+        for stream in streams:
+            x = tf.io.decode_raw(out[stream], tf.dtypes.as_dtype(feature_dtype),
+                                 little_endian=True)
+            size_ok = tf.debugging.assert_equal(
+                tf.size(x), t * feature_dim,
+                message=f"{stream} feature bytes do not match [num_segments, {feature_dim}]")
+            with tf.control_dependencies([size_ok]):
+                x = tf.reshape(tf.cast(x, tf.float32), [t, feature_dim])
+            out[stream] = tf.debugging.check_numerics(
+                x, f"{stream} features contain NaN or Inf")
+    out["num_segments"] = t
+    del out["feature_dim"]
+    return out
+
+
+def shard_names(split, num_shards):
+    return [f"{split}-{i:05d}-of-{num_shards:05d}.tfrecord" for i in range(num_shards)]
+
+
+class DatasetWriter:
+    """Writes a whole dataset folder atomically.
+
+    Usage:
+        with DatasetWriter(out_dir, info, num_shards={"train": 4}) as w:
+            w.add("train", video)
+    The folder appears only when the block finishes without error; each video
+    is validated first (UserError names the culprit).
+    """
+
+    def __init__(self, out_dir, info, num_shards=None, overwrite=False):
+        self._out_dir = out_dir
+        self._info = info
+        self._num_shards = num_shards or {}
+        self._overwrite = overwrite
+        self._writers = {}
+        self._counts = {}
+        self._ids = set()
+
+    def __enter__(self):
+        self._ctx = io_utils.atomic_output_dir(self._out_dir, overwrite=self._overwrite)
+        self._tmp = self._ctx.__enter__()
+        return self
+
+    def add(self, split, video):
+        validate_video(video, self._info)
+        key = (split, video.video_id)
+        if key in self._ids:
+            raise UserError(f"video '{video.video_id}' appears twice in split '{split}'")
+        self._ids.add(key)
+        if split not in self._writers:
+            n = self._num_shards.get(split, 1)
+            names = shard_names(split, n)
+            self._writers[split] = [tf.io.TFRecordWriter(os.path.join(self._tmp, f))
+                                    for f in names]
+            self._info.splits[split] = {"files": names, "num_videos": 0}
+            self._counts[split] = 0
+        writers = self._writers[split]
+        writers[self._counts[split] % len(writers)].write(
+            encode_video(video, self._info.feature_dtype))
+        self._counts[split] += 1
+        self._info.splits[split]["num_videos"] = self._counts[split]
+
+    def __exit__(self, exc_type, exc, tb):
+        for writers in self._writers.values():
+            for w in writers:
+                w.close()
+        if exc_type is None:
+            for split, writers in self._writers.items():
+                # A split with fewer videos than shards: drop the empty shards.
+                used = self._info.splits[split]["files"][:min(len(writers), self._counts[split])]
+                for f in self._info.splits[split]["files"][len(used):]:
+                    os.remove(os.path.join(self._tmp, f))
+                self._info.splits[split]["files"] = used
+            io_utils.atomic_write_json(os.path.join(self._tmp, METADATA_FILE),
+                                       dataclasses.asdict(self._info))
+        return self._ctx.__exit__(exc_type, exc, tb)
+
+
+def read_videos(data_dir, split, info=None):
+    """Yields every Video of a split in file order (eagerly; for evaluation)."""
+    info = info or load_info(data_dir)
+    for path in info.split_files(data_dir, split):
+        yield from read_videos_from_file(path, info)
+
+
+def read_videos_from_file(path, info):
+    """Yields the Videos of one shard; a bad record raises UserError naming it."""
+    ds = tf.data.TFRecordDataset(path).map(
+        lambda s: parse_video(s, info.streams, info.feature_dim, info.feature_dtype))
+    it = iter(ds)
+    while True:
+        try:
+            ex = next(it)
+        except StopIteration:
+            return
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+            raise UserError(f"corrupt record in {path}: {first_line(e)}") from None
+        yield Video(
+            video_id=ex["video_id"].numpy().decode(),
+            features={s: ex[s].numpy() for s in info.streams},
+            labels=ex["labels"].numpy().astype(int).tolist(),
+            duration=float(ex["duration"]),
+            seconds_per_segment=float(ex["seconds_per_segment"]),
+            gt=[(float(s), float(e), int(c)) for s, e, c in zip(
+                ex["gt_start"].numpy(), ex["gt_end"].numpy(), ex["gt_label"].numpy())])
+
+
+def first_line(error):
+    """The first line of a TF error's message (no op trace)."""
+    msg = getattr(error, "message", str(error)).strip()
+    return msg.splitlines()[0] if msg else type(error).__name__

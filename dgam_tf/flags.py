@@ -1,0 +1,202 @@
+"""Every flag of dgam-tf, defined in one place.
+
+Override order: flag defaults (the built-in synthetic setup), then
+`--flagfile=flags/<dataset>.cfg`, then flags given on the command line (absl
+applies them left to right, so put `--flagfile` first).
+
+Library code takes a `config` object with these flags as attributes; tests
+build one with `make_config(epochs=1, ...)` without touching global FLAGS.
+"""
+import os
+
+from absl import flags
+
+from dgam_tf.errors import UserError
+
+MODES = ("train", "eval", "eval_detections", "synth", "convert", "export", "visualize")
+DATASETS = ("synthetic", "thumos14", "activitynet12")
+STREAMS = ("rgb", "flow")
+DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "dgam_tf")
+
+
+def define_flags(fv=flags.FLAGS):
+    """Defines all flags on `fv`; every flag is optional."""
+    d = dict(flag_values=fv)
+    flags.DEFINE_enum("mode", "train", MODES, "What to run.", **d)
+
+    # Data.
+    flags.DEFINE_enum("dataset", "synthetic", DATASETS,
+                      "Evaluation protocol and test-time sampling of this dataset.", **d)
+    flags.DEFINE_string("data_dir", None, "Folder of records (dataset.json + shards). "
+                        "Unset: the built-in synthetic dataset, generated once into "
+                        "--synthetic_cache.", **d)
+    flags.DEFINE_string("synthetic_cache", os.path.join(DEFAULT_CACHE, "synthetic"),
+                        "Where the built-in synthetic dataset is cached.", **d)
+    flags.DEFINE_list("streams", list(STREAMS), "Streams to train/evaluate (rgb, flow).", **d)
+    flags.DEFINE_integer("feature_dim", None, "Feature size D; unset: read from the records.", **d)
+    flags.DEFINE_integer("num_classes", None, "Action classes C; unset: from the records.", **d)
+    flags.DEFINE_string("train_split", "train", "Split to train on.", **d)
+    flags.DEFINE_string("validation_split", "validation",
+                        "Split for model selection (skipped if the data has none).", **d)
+    flags.DEFINE_string("test_split", "test", "Split evaluated at the end and by --mode=eval.", **d)
+    flags.DEFINE_integer("num_segments", 400, "Segments sampled per training video (n).", **d)
+    flags.DEFINE_integer("test_min_segments", 50, "Test sampling n = clip(T, min, max).", **d)
+    flags.DEFINE_integer("test_max_segments", 400, "Test sampling n = clip(T, min, max).", **d)
+    flags.DEFINE_integer("shuffle_buffer", 256, "Videos held for shuffling (bounds memory).", **d)
+    flags.DEFINE_integer("batch_reuse_epochs", 1,
+                         "Draw batches once per this many epochs and reuse them in both "
+                         "stages (the release uses 10; 1 = fresh draw every stage).", **d)
+
+    # Model.
+    flags.DEFINE_integer("attention_hidden", 256, "Hidden units of the attention head.", **d)
+    flags.DEFINE_integer("cvae_hidden", 128, "Hidden units of the CVAE encoder/decoder.", **d)
+    flags.DEFINE_integer("latent_dim", 128, "CVAE latent size.", **d)
+    flags.DEFINE_boolean("gam", True, "Generative attention modeling; false gives the "
+                         "paper's 'w/o GAM' baseline (no CVAE stage, no L_recon).", **d)
+
+    # Training.
+    flags.DEFINE_string("model_dir", "runs/synthetic", "Checkpoints, summaries, metrics.", **d)
+    flags.DEFINE_integer("epochs", 60, "Training epochs (each: CVAE stage + attention stage).", **d)
+    flags.DEFINE_integer("batch_size", 32, "Global batch size (last partial batch dropped).", **d)
+    flags.DEFINE_integer("seed", 0, "Seed of initialisation, shuffles and sampling.", **d)
+    flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate (both optimizers).", **d)
+    flags.DEFINE_float("adam_beta1", 0.8, "Adam beta1.", **d)
+    flags.DEFINE_float("adam_beta2", 0.999, "Adam beta2.", **d)
+    flags.DEFINE_list("loss_weights_rgb", ["1", "0.03", "0.1", "0.5"],
+                      "rgb model-stage weights of L_fg, L_bg, L_guide, L_recon.", **d)
+    flags.DEFINE_list("loss_weights_flow", ["1", "0.03", "0.1", "0.3"],
+                      "flow model-stage weights of L_fg, L_bg, L_guide, L_recon.", **d)
+    flags.DEFINE_boolean("ramp_recon", True, "Multiply the L_recon weight by r(e).", **d)
+    flags.DEFINE_float("cvae_weight", 10.0, "CVAE-stage loss weight (times r(e)).", **d)
+    flags.DEFINE_float("beta", 0.1, "KL weight in L_cvae.", **d)
+    flags.DEFINE_integer("ramp_epochs", 300, "r(e) = min(e, ramp_epochs) / ramp_epochs.", **d)
+    flags.DEFINE_integer("eval_every", 0, "Evaluate on the validation split every N epochs "
+                         "and keep the best checkpoint (0: never).", **d)
+    flags.DEFINE_integer("keep_checkpoints", 3, "Latest checkpoints kept.", **d)
+    flags.DEFINE_boolean("deterministic", False, "Op determinism: bit-identical reruns.", **d)
+    flags.DEFINE_boolean("jit_compile", False, "Compile the training steps with XLA.", **d)
+    flags.DEFINE_enum("mixed_precision", None, ["mixed_float16", "mixed_bfloat16"],
+                      "Keras mixed-precision policy (losses stay float32).", **d)
+    flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
+                      "tf.distribute strategy; multi_worker reads TF_CONFIG.", **d)
+    flags.DEFINE_list("profile_steps", [], "START,END global steps to profile.", **d)
+    flags.DEFINE_boolean("debug_numerics", False, "Enable TF's op-level NaN/Inf checks.", **d)
+    flags.DEFINE_boolean("progress", True, "Show a progress bar per epoch.", **d)
+
+    # Localization (algorithm.md §5; THUMOS14 defaults).
+    flags.DEFINE_float("class_threshold", 0.1, "Classes with p_c above this are localized.", **d)
+    flags.DEFINE_list("fusion_alpha", ["0.35", "0.65"], "alpha per stream (rgb, flow).", **d)
+    flags.DEFINE_list("proposal_threshold", ["0.03", "0.08"],
+                      "Threshold on 0.8u+0.2*lambda^2 per stream (rgb, flow).", **d)
+    flags.DEFINE_float("proposal_smooth_sigma", 0.0,
+                       "Gaussian sigma before thresholding (ActivityNet: 25).", **d)
+    flags.DEFINE_float("outer_weight", 0.3, "Outer-inner contrast weight of the score.", **d)
+    flags.DEFINE_float("nms_iou", 0.5, "1-D NMS IoU threshold for two-stream fusion.", **d)
+
+    # Evaluation and analysis.
+    flags.DEFINE_list("tiou_thresholds", None, "tIoU thresholds; unset: the dataset's.", **d)
+    flags.DEFINE_string("gt_json", None, "Ground truth (ActivityNet JSON) for eval_detections.", **d)
+    flags.DEFINE_string("predictions_json", None, "Detections (ActivityNet result JSON).", **d)
+    flags.DEFINE_string("subset", "test", "Ground-truth subset for eval_detections.", **d)
+    flags.DEFINE_string("output_metrics_json", None, "Where to write metrics "
+                        "(default <model_dir>/metrics.json).", **d)
+    flags.DEFINE_string("attention_checkpoint", None,
+                        "Module swap: take attention from this checkpoint (paper §7).", **d)
+    flags.DEFINE_string("classifier_checkpoint", None,
+                        "Module swap: take the classifier from this checkpoint.", **d)
+    flags.DEFINE_float("attention_high", 0.5, "Frame-set statistics: 'high attention' threshold.", **d)
+    flags.DEFINE_float("cls_high", 0.5, "Frame-set statistics: 'high classification' threshold "
+                       "on sigmoid(T-CAM) of the labelled class.", **d)
+    flags.DEFINE_integer("num_plots", 4, "Videos drawn by --mode=visualize / eval summaries.", **d)
+
+    # Synthetic data and converters.
+    flags.DEFINE_string("source_format", None, "Converter input layout: dgam, wtalc, npy_dir.", **d)
+    flags.DEFINE_string("source_dir", None, "Converter input folder.", **d)
+    flags.DEFINE_string("annotations", None, "Annotation JSON for the npy_dir converter.", **d)
+    flags.DEFINE_boolean("allow_pickle", False, "Let the wtalc converter unpickle features "
+                         "(unpickling runs code from the file: only for trusted files).", **d)
+    flags.DEFINE_enum("feature_dtype", "float16", ["float16", "float32"],
+                      "How features are stored in the records.", **d)
+    flags.DEFINE_integer("stride", 16, "Frames per feature segment (npy_dir converter).", **d)
+    flags.DEFINE_float("fps", 25.0, "Frame rate (npy_dir converter).", **d)
+    flags.DEFINE_boolean("overwrite", False, "Replace an existing output folder/version.", **d)
+
+    # Export.
+    flags.DEFINE_string("export_dir", "savedmodel/dgam", "SavedModel base folder; versions "
+                        "are written to numbered subfolders.", **d)
+    flags.DEFINE_integer("export_version", None, "Version number (default: latest + 1).", **d)
+
+
+def make_config(argv=(), **overrides):
+    """Returns fresh flag values: defaults, then `argv` flags, then `overrides`."""
+    fv = flags.FlagValues()
+    define_flags(fv)
+    fv(["dgam_tf"] + list(argv))
+    for name, value in overrides.items():
+        setattr(fv, name, value)
+    return fv
+
+
+def floats(values, name, count=None):
+    """Parses a list flag of numbers; UserError names the flag when malformed."""
+    try:
+        out = [float(v) for v in values]
+    except ValueError:
+        raise UserError(f"--{name} must be numbers, got {','.join(values)}") from None
+    if count is not None and len(out) != count:
+        raise UserError(f"--{name} needs {count} numbers, got {len(out)}")
+    return out
+
+
+def per_stream(config, name):
+    """A (rgb, flow) list flag as a dict stream -> float."""
+    return dict(zip(STREAMS, floats(getattr(config, name), name, count=len(STREAMS))))
+
+
+def loss_weights(config, stream):
+    """(fg, bg, guide, recon) weights of a stream's model stage."""
+    return floats(getattr(config, f"loss_weights_{stream}"), f"loss_weights_{stream}", count=4)
+
+
+def validate(config):
+    """Refuses impossible settings before any work starts (one clear line)."""
+    unknown = [s for s in config.streams if s not in STREAMS]
+    if unknown or not config.streams:
+        raise UserError(f"--streams must be a non-empty subset of rgb,flow, got "
+                        f"{','.join(config.streams)}")
+    if len(set(config.streams)) != len(config.streams):
+        raise UserError("--streams lists a stream twice")
+    positive = ["num_segments", "batch_size", "epochs", "test_min_segments",
+                "test_max_segments", "shuffle_buffer", "batch_reuse_epochs",
+                "attention_hidden", "cvae_hidden", "latent_dim", "ramp_epochs",
+                "keep_checkpoints"]
+    for name in positive:
+        if getattr(config, name) < 1:
+            raise UserError(f"--{name} must be at least 1, got {getattr(config, name)}")
+    for name in ("feature_dim", "num_classes"):
+        if getattr(config, name) is not None and getattr(config, name) < 1:
+            raise UserError(f"--{name} must be at least 1, got {getattr(config, name)}")
+    if config.test_min_segments > config.test_max_segments:
+        raise UserError("--test_min_segments exceeds --test_max_segments")
+    if config.eval_every < 0:
+        raise UserError("--eval_every must be 0 (off) or positive")
+    if not config.learning_rate > 0:
+        raise UserError("--learning_rate must be positive")
+    for stream in STREAMS:
+        loss_weights(config, stream)
+    per_stream(config, "fusion_alpha")
+    per_stream(config, "proposal_threshold")
+    if config.profile_steps:
+        profile_range(config)
+
+
+def profile_range(config):
+    """--profile_steps as (start, end) global steps."""
+    try:
+        start, end = (int(v) for v in config.profile_steps)
+    except ValueError:
+        raise UserError(f"--profile_steps must be START,END, got "
+                        f"{','.join(config.profile_steps)}") from None
+    if not 0 <= start < end:
+        raise UserError("--profile_steps needs 0 <= START < END")
+    return start, end

@@ -1,0 +1,31 @@
+"""dgam-tf: DGAM (CVPR 2020) weakly-supervised action localization in TensorFlow."""
+import setuptools
+
+setuptools.setup(
+    name="dgam-tf",
+    version="0.1.0",
+    description=("Weakly-supervised temporal action localization by generative "
+                 "attention modeling (DGAM, CVPR 2020) in TensorFlow/Keras."),
+    packages=setuptools.find_packages(include=["dgam_tf", "dgam_tf.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow>=2.16,<3",
+        # TFP needs tf-keras to import (its `tf` extra), although the models
+        # themselves are Keras 3.
+        "tensorflow-probability[tf]>=0.24",
+        "keras>=3",
+        "numpy",
+        "absl-py",
+        # tf.summary needs it; TensorFlow no longer installs it.
+        "tensorboard",
+        # Plots of attention / T-CAM / detections (--mode=visualize).
+        "matplotlib",
+        # Request/response protos for TF Serving clients and warm-up records.
+        "tensorflow-serving-api>=2.16",
+    ],
+    extras_require={
+        # scipy is the independent reference for Gaussian smoothing in tests;
+        # hypothesis drives the corrupted-record property tests.
+        "test": ["pytest", "scipy", "hypothesis"],
+    },
+)
