@@ -1,0 +1,145 @@
+"""tf.data input pipelines: training batches and per-video test inputs.
+
+Randomness is stateless and keyed by (seed, epoch, stage), so a run resumed
+from a checkpoint sees exactly the batches an uninterrupted run would.
+"""
+import contextlib
+
+import tensorflow as tf
+
+from dgam_tf.data import records, sampling
+from dgam_tf.errors import UserError
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def _key(*parts):
+    """Folds ints into one non-negative int64 seed (deterministic across runs)."""
+    key = 0x9E3779B9
+    for p in parts:
+        key = (key * 1000003 + int(p) + 1) % (2**31 - 1)
+    return key
+
+
+def _read(files, shuffle_seed=None):
+    """Interleaved, deterministic reading of shard files; shuffled file order."""
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if shuffle_seed is not None:
+        ds = ds.shuffle(len(files), seed=shuffle_seed)
+    return ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8),
+                         num_parallel_calls=AUTOTUNE, deterministic=True)
+
+
+def _multi_hot(labels, num_classes):
+    return tf.reduce_max(tf.one_hot(labels, num_classes, dtype=tf.float32), axis=0)
+
+
+def train_dataset(data_dir, info, config, epoch, stage, input_context=None):
+    """Batches of one training stage of one epoch.
+
+    Args:
+      data_dir: dataset folder.
+      info: its records.DatasetInfo.
+      config: flags (train_split, streams, num_segments, batch_size, seed,
+        shuffle_buffer, batch_reuse_epochs).
+      epoch: epoch number (0-based).
+      stage: 1 (CVAE) or 2 (attention + classifier).
+      input_context: tf.distribute.InputContext; shards videos across input
+        pipelines and sets the per-replica batch size.
+
+    Returns:
+      Dataset of {stream: float32 [B, n, D], "labels": float32 [B, C]} plus,
+      with GAM, {stream + "_noise": standard normal [B, n, latent_dim]}: the
+      CVAE's sampling noise, drawn here per example (keyed by seed, epoch,
+      stage and the video's position) so that it does not depend on how a
+      batch is split across replicas, and costs the training step nothing.
+    """
+    files = info.split_files(data_dir, config.train_split)
+    batch_size = config.batch_size
+    if input_context is not None:
+        batch_size = input_context.get_per_replica_batch_size(config.batch_size)
+    # Which videos go together and their segments: drawn per stage, or (the
+    # release's way) once per `batch_reuse_epochs` and shared by both stages.
+    reuse = config.batch_reuse_epochs
+    draw = (config.seed, epoch, stage) if reuse == 1 else (config.seed, epoch - epoch % reuse)
+    draw_seed = _key(*draw)
+    noise_seed = _key(config.seed, epoch, stage, 1)
+    buffer = min(config.shuffle_buffer, info.splits[config.train_split]["num_videos"])
+    ds = _read(files, shuffle_seed=draw_seed).shuffle(buffer, seed=draw_seed)
+    ds = ds.enumerate()
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+
+    def sample(index, serialized):
+        video = records.parse_video(serialized, info.streams, info.feature_dim,
+                                    info.feature_dtype)
+        has_labels = tf.debugging.Assert(
+            tf.size(video["labels"]) > 0,
+            ["training video has no labels:", video["video_id"]])
+        seed = tf.stack([tf.constant(draw_seed, tf.int64), index])
+        with tf.control_dependencies([has_labels]):
+            idx = sampling.random_perturb_indices(video["num_segments"],
+                                                  config.num_segments, seed)
+        out = {s: tf.gather(video[s], idx) for s in config.streams}
+        out["labels"] = _multi_hot(video["labels"], info.num_classes)
+        if config.gam:
+            for k, s in enumerate(config.streams):
+                out[s + "_noise"] = tf.random.stateless_normal(
+                    [config.num_segments, config.latent_dim],
+                    seed=tf.stack([tf.constant(noise_seed + k, tf.int64), index]))
+        return out
+
+    ds = ds.map(sample, num_parallel_calls=AUTOTUNE, deterministic=True)
+    ds = ds.batch(batch_size, drop_remainder=True)
+    if reuse > 1:
+        # Same batches in both stages of the chunk; only their order changes.
+        ds = ds.shuffle(info.splits[config.train_split]["num_videos"] // batch_size + 1,
+                        seed=_key(config.seed, epoch, stage))
+    return ds.prefetch(AUTOTUNE)
+
+
+def eval_dataset(data_dir, info, split, config):
+    """Per-video test inputs with uniform sampling n = clip(T, min, max).
+
+    Returns:
+      Dataset of dicts: "video_id" [] string, "num_segments" [] int32 (T),
+      "duration" [], "seconds_per_segment" [], "labels" [L] int64,
+      "gt_start"/"gt_end" [G], "gt_label" [G], and per stream [n, D].
+    """
+    files = info.split_files(data_dir, split)
+
+    def sample(serialized):
+        video = records.parse_video(serialized, info.streams, info.feature_dim,
+                                    info.feature_dtype)
+        n = sampling.test_sample_count(video["num_segments"], config.test_min_segments,
+                                       config.test_max_segments)
+        idx = sampling.uniform_indices(video["num_segments"], n)
+        for s in info.streams:
+            video[s] = tf.gather(video[s], idx)
+        return video
+
+    ds = tf.data.TFRecordDataset(files)
+    return ds.map(sample, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)
+
+
+@contextlib.contextmanager
+def reading(data_dir, info, split):
+    """Turns TF read/parse errors inside the block into a UserError naming the
+    file (and the video, where it can be parsed) that caused them."""
+    try:
+        yield
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+        raise UserError(_locate_bad_record(data_dir, info, split) or
+                        f"bad record in split '{split}' of {data_dir}: "
+                        f"{records.first_line(e)}") from None
+
+
+def _locate_bad_record(data_dir, info, split):
+    """Scans a split file by file to name the first bad record (error path only)."""
+    for path in info.split_files(data_dir, split):
+        try:
+            for _ in records.read_videos_from_file(path, info):
+                pass
+        except UserError as e:
+            return str(e)
+    return None
