@@ -1,0 +1,1 @@
+"""DGAM models: attention head, classifier, CVAE and the per-stream model."""

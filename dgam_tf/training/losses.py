@@ -1,0 +1,98 @@
+"""DGAM losses (algorithm.md §3). Each returns per-example values [B] so the
+caller can average over the global batch under a tf.distribute strategy."""
+import numpy as np
+import tensorflow as tf
+
+from dgam_tf.models.cvae import sample
+
+# Gaussian sigma 1, radius 4 (scipy gaussian_filter1d defaults), normalised.
+_GAUSS = np.exp(-0.5 * np.arange(-4.0, 5.0) ** 2)
+GAUSSIAN_KERNEL = (_GAUSS / _GAUSS.sum()).astype(np.float32)     # [9]
+
+
+def pooled_features(x, attention):
+    """Attention-weighted foreground and background video features.
+
+    Args:
+      x: [B, T, D] features; attention: [B, T].
+
+    Returns:
+      f_fg = sum lambda x / (sum lambda + 1), f_bg = sum (1-lambda) x /
+      (sum (1-lambda) + 1e-6), each [B, D] float32.
+    """
+    x = tf.cast(x, tf.float32)
+    att = tf.cast(attention, tf.float32)[..., None]               # [B, T, 1]
+    f_fg = tf.reduce_sum(att * x, 1) / (tf.reduce_sum(att, 1) + 1.0)
+    f_bg = tf.reduce_sum((1 - att) * x, 1) / (tf.reduce_sum(1 - att, 1) + 1e-6)
+    return f_fg, f_bg
+
+
+def foreground_loss(logits_fg, labels):
+    """L_fg: cross-entropy against labels normalised to sum 1.
+
+    Args:
+      logits_fg: [B, C+1]; labels: multi-hot [B, C].
+    Returns: [B].
+    """
+    target = labels / tf.reduce_sum(labels, -1, keepdims=True)
+    target = tf.pad(target, [[0, 0], [0, 1]])                     # background 0
+    return tf.nn.softmax_cross_entropy_with_logits(target, logits_fg)
+
+
+def background_loss(logits_bg):
+    """L_bg: cross-entropy against the one-hot background class (last). [B]."""
+    return -tf.nn.log_softmax(logits_bg)[:, -1]
+
+
+def smooth_in_time(s):
+    """Gaussian smoothing (sigma 1, radius 4, 'reflect' borders) along axis 1.
+
+    s: [B, T, K] -> [B, T, K]; matches scipy.ndimage.gaussian_filter1d.
+    """
+    t = tf.shape(s)[1]
+    # scipy's 'reflect' repeats the edge sample (d c b a | a b c d): fold the
+    # padded positions -4 .. T+3 into 0 .. T-1 with period 2T (any T >= 1).
+    j = tf.range(-4, t + 4) % (2 * t)
+    padded = tf.gather(s, tf.where(j >= t, 2 * t - 1 - j, j), axis=1)   # [B, T+8, K]
+    return tf.add_n([GAUSSIAN_KERNEL[k] * padded[:, k:k + t] for k in range(9)])
+
+
+def guide_loss(attention, tcam, labels):
+    """L_guide (self-guidance), per example [B].
+
+    Args:
+      attention: [B, T]; tcam: x W^T without bias [B, T, C+1]; labels: [B, C].
+    """
+    s = tf.stop_gradient(smooth_in_time(tf.nn.softmax(tcam)))      # [B, T, C+1]
+    labelled = tf.where(labels[:, None, :] > 0, s[..., :-1], -1.0)  # [B, T, C]
+    g_fg = tf.reduce_max(labelled, -1)                              # [B, T]
+    g_bg = 1.0 - s[..., -1]
+    att = tf.cast(attention, tf.float32)
+    return tf.reduce_mean(tf.abs(att - g_fg) + tf.abs(att - g_bg), -1)
+
+
+def reconstruction_loss(cvae, x, attention, noise):
+    """L_recon: MSE of the decoder on z drawn from the prior p(z | lambda). [B].
+
+    `noise` [B, T, L] is standard normal; gradients reach `attention` through
+    the prior's mean and the (frozen) decoder.
+    """
+    z = sample(cvae.prior(attention), noise)                        # [B, T, L]
+    x_hat = tf.cast(cvae.decode(z, attention), tf.float32)
+    return tf.reduce_mean(tf.square(x_hat - tf.cast(x, tf.float32)), [1, 2])
+
+
+def cvae_loss(cvae, x, attention, beta, noise):
+    """L_cvae = beta * KL(q || p) + MSE, both means over elements. [B].
+
+    `attention` is held constant (the caller stops its gradient).
+    """
+    x_hat, q = cvae(x, attention, noise)
+    kl = q.kl_divergence(cvae.prior(attention)) / cvae.latent_dim   # [B, T]
+    mse = tf.reduce_mean(tf.square(tf.cast(x_hat, tf.float32) - tf.cast(x, tf.float32)), -1)
+    return tf.reduce_mean(beta * kl + mse, -1)
+
+
+def ramp(epoch, ramp_epochs):
+    """r(e) = min(e, ramp_epochs) / ramp_epochs."""
+    return min(epoch, ramp_epochs) / ramp_epochs
