@@ -1,0 +1,47 @@
+"""tf.distribute strategies and device set-up for --strategy / --cpu_devices."""
+import json
+import os
+
+import tensorflow as tf
+
+from dgam_tf.errors import UserError
+
+
+def split_cpu(num_devices):
+    """Splits the CPU into `num_devices` logical devices (before TF starts)."""
+    if num_devices <= 1:
+        return
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * num_devices)
+
+
+def make_strategy(name):
+    """default: one device; mirrored: every GPU, else every logical CPU;
+    multi_worker: MultiWorkerMirroredStrategy configured by TF_CONFIG."""
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = gpus or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
+    if name == "multi_worker":
+        try:
+            cluster = json.loads(os.environ["TF_CONFIG"])
+            cluster["cluster"]["worker"], cluster["task"]["index"]
+        except KeyError:
+            raise UserError("--strategy=multi_worker needs TF_CONFIG with "
+                            "cluster.worker and task.index") from None
+        except json.JSONDecodeError as e:
+            raise UserError(f"TF_CONFIG is not valid JSON: {e}") from None
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise UserError(f"unknown --strategy {name}")
+
+
+def is_chief(strategy):
+    """True on the worker that writes checkpoints, summaries and metrics."""
+    resolver = getattr(strategy.extended, "_cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return True
+    return resolver.task_type in ("chief", None) or (
+        resolver.task_type == "worker" and resolver.task_id == 0)

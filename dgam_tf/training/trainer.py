@@ -1,0 +1,342 @@
+"""The two-stage DGAM training loop (algorithm.md §4).
+
+Every epoch runs two passes over the training set, each with its own shuffle:
+stage 1 updates only the CVAE (attention frozen), stage 2 only attention +
+classifier (CVAE frozen). Both streams train side by side, independently,
+each with its own two Adam optimizers.
+"""
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from dgam_tf import flags as dgam_flags
+from dgam_tf import io_utils
+from dgam_tf.data import pipeline
+from dgam_tf.errors import UserError
+from dgam_tf.models.dgam import StreamModel
+from dgam_tf.training import distribute, losses
+
+CVAE_STAGE, MODEL_STAGE = 1, 2
+LOSS_TERMS = ("fg", "bg", "guide", "recon")
+
+
+class NonFiniteError(UserError):
+    """A loss or gradient became NaN/Inf."""
+
+
+def make_optimizer(config):
+    opt = keras.optimizers.Adam(config.learning_rate, beta_1=config.adam_beta1,
+                                beta_2=config.adam_beta2)
+    if config.mixed_precision == "mixed_float16":
+        opt = keras.optimizers.LossScaleOptimizer(opt)
+    return opt
+
+
+def build_models(config, feature_dim, num_classes):
+    """{stream: StreamModel} with all variables created."""
+    models = {}
+    for stream in config.streams:
+        models[stream] = StreamModel.from_config_flags(config, feature_dim, num_classes,
+                                                       name=stream)
+        models[stream].build_all()
+    return models
+
+
+def make_checkpoint(models, optimizers=None, **counters):
+    """One tf.train.Checkpoint naming every model, optimizer and counter."""
+    entries = dict(counters)
+    for stream, model in models.items():
+        entries[stream] = model
+    for (stream, part), opt in (optimizers or {}).items():
+        entries[f"{stream}_{part}_optimizer"] = opt
+    return tf.train.Checkpoint(**entries)
+
+
+@contextlib.contextmanager
+def model_dir_lock(model_dir):
+    """Holds an exclusive lock on model_dir; the OS frees it if we crash."""
+    try:
+        os.makedirs(model_dir, exist_ok=True)
+        f = open(os.path.join(model_dir, ".lock"), "w")
+    except OSError as e:
+        raise UserError(f"cannot write to --model_dir {model_dir}: {e.strerror}") from None
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"another training run holds {model_dir}; wait for it to "
+                            "finish or use another --model_dir") from None
+        yield
+
+
+class Trainer:
+    """Owns models, optimizers, the checkpoint and the epoch loop.
+
+    Args:
+      config: flags (see dgam_tf/flags.py).
+      data_dir: dataset folder; info: its records.DatasetInfo.
+      evaluate_fn: optional callable(models, split) -> metrics dict, used by
+        --eval_every on the validation split.
+    """
+
+    def __init__(self, config, data_dir, info, evaluate_fn=None):
+        self.config = config
+        self.data_dir = data_dir
+        self.info = info
+        self.evaluate_fn = evaluate_fn
+        self.streams = list(config.streams)
+        self.strategy = distribute.make_strategy(config.strategy)
+        self.chief = distribute.is_chief(self.strategy)
+        self.steps_per_stage = self._steps_per_stage()
+        self.weights = {s: dgam_flags.loss_weights(config, s) for s in self.streams}
+        with self.strategy.scope():
+            self.models = build_models(config, info.feature_dim, info.num_classes)
+            self.optimizers = {}
+            for s, model in self.models.items():
+                parts = {"model": model.attention.trainable_variables +
+                         model.classifier.trainable_variables}
+                if config.gam:
+                    parts["cvae"] = model.cvae.trainable_variables
+                for part, variables in parts.items():
+                    opt = make_optimizer(config)
+                    opt.build(variables)
+                    self.optimizers[(s, part)] = opt
+            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.checkpoint = make_checkpoint(self.models, self.optimizers,
+                                          epoch=self.epoch, step=self.step)
+        ckpt_dir = os.path.join(config.model_dir, "checkpoints")
+        if not self.chief:  # Other workers save too (collectives), but aside.
+            ckpt_dir = tempfile.mkdtemp(prefix="dgam_worker_ckpt_")
+        self.manager = tf.train.CheckpointManager(self.checkpoint, ckpt_dir,
+                                                  max_to_keep=config.keep_checkpoints)
+        self.best_dir = os.path.join(config.model_dir, "best")
+        jit = config.jit_compile
+        self._steps = {CVAE_STAGE: tf.function(self._cvae_step, jit_compile=jit),
+                       MODEL_STAGE: tf.function(self._model_step, jit_compile=jit)}
+
+    def _steps_per_stage(self):
+        cfg, strategy = self.config, self.strategy
+        num_videos = self.info.splits[cfg.train_split]["num_videos"] if (
+            cfg.train_split in self.info.splits) else 0
+        if cfg.batch_size % strategy.num_replicas_in_sync:
+            raise UserError(f"--batch_size {cfg.batch_size} is not divisible by the "
+                            f"{strategy.num_replicas_in_sync} replicas")
+        workers = strategy.extended._num_workers if hasattr(
+            strategy.extended, "_num_workers") else 1
+        steps = (num_videos // workers) // (cfg.batch_size // workers)
+        if steps < 1:
+            raise UserError(f"--batch_size {cfg.batch_size} exceeds the {num_videos} "
+                            f"training videos of split '{cfg.train_split}' (the last "
+                            "partial batch is dropped, so no step would run)")
+        return steps
+
+    # ---- steps (traced once; run on every replica) -------------------------
+
+    def _apply(self, stream, part, tape, loss, variables):
+        """Backpropagates `loss` into `variables`; returns 1.0 if all finite."""
+        opt = self.optimizers[(stream, part)]
+        scaled = opt.scale_loss(loss) if hasattr(opt, "scale_loss") else loss
+        grads = tape.gradient(scaled, variables)
+        finite = tf.math.is_finite(loss)
+        if not isinstance(opt, keras.optimizers.LossScaleOptimizer):
+            # (A loss-scale optimizer skips non-finite float16 steps itself.)
+            for g in grads:
+                finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(g)))
+        opt.apply_gradients(zip(grads, variables))
+        return tf.cast(finite, tf.float32)
+
+    def _average(self, per_example):
+        # Divide by the *global* batch: summing the replicas' gradients then
+        # gives the gradient of the mean over the whole batch.
+        return tf.nn.compute_average_loss(per_example, global_batch_size=self.config.batch_size)
+
+    def _cvae_step(self, batch, ramp):
+        """Stage 1: CVAE only. batch[s]: [B, n, D]; ramp: r(e) scalar."""
+        out = {}
+        for s in self.streams:
+            model, x = self.models[s], batch[s]
+            att = tf.stop_gradient(model.attention(x))              # [B, n]
+            with tf.GradientTape() as tape:
+                l_cvae = self._average(losses.cvae_loss(model.cvae, x, att, self.config.beta,
+                                                        batch[s + "_noise"]))
+                loss = self.config.cvae_weight * ramp * l_cvae
+            out[f"{s}/finite"] = self._apply(s, "cvae", tape, loss,
+                                             model.cvae.trainable_variables)
+            out[f"{s}/cvae"] = l_cvae
+        return out
+
+    def _model_step(self, batch, ramp):
+        """Stage 2: attention + classifier. batch[s]: [B, n, D]; labels [B, C]."""
+        out = {}
+        labels = batch["labels"]
+        for s in self.streams:
+            model, x = self.models[s], batch[s]
+            w_fg, w_bg, w_guide, w_recon = self.weights[s]
+            variables = (model.attention.trainable_variables +
+                         model.classifier.trainable_variables)
+            with tf.GradientTape() as tape:
+                att = model.attention(x)                            # [B, n]
+                f_fg, f_bg = losses.pooled_features(x, att)         # [B, D] each
+                terms = {
+                    "fg": losses.foreground_loss(model.classifier(f_fg), labels),
+                    "bg": losses.background_loss(model.classifier(f_bg)),
+                    "guide": losses.guide_loss(att, model.classifier.tcam(x), labels),
+                }
+                per_example = w_fg * terms["fg"] + w_bg * terms["bg"] + w_guide * terms["guide"]
+                if self.config.gam:
+                    terms["recon"] = losses.reconstruction_loss(model.cvae, x, att,
+                                                                batch[s + "_noise"])
+                    recon_ramp = ramp if self.config.ramp_recon else 1.0
+                    per_example += w_recon * recon_ramp * terms["recon"]
+                loss = self._average(per_example)
+            out[f"{s}/finite"] = self._apply(s, "model", tape, loss, variables)
+            out[f"{s}/loss"] = loss
+            out.update({f"{s}/{k}": self._average(v) for k, v in terms.items()})
+            out[f"{s}/attention_mean"] = self._average(tf.reduce_mean(att, -1))
+        return out
+
+    # ---- loop ----------------------------------------------------------------
+
+    def restore(self):
+        """Resumes from the latest checkpoint, if any; returns the next epoch."""
+        latest = self.manager.latest_checkpoint
+        if latest:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+        return int(self.epoch.numpy())
+
+    def _dataset(self, epoch, stage):
+        return self.strategy.distribute_datasets_from_function(
+            lambda ctx: pipeline.train_dataset(self.data_dir, self.info, self.config,
+                                               epoch, stage, ctx))
+
+    def _run_stage(self, epoch, stage, progbar, profile):
+        """One pass over the training set; returns the stage's mean scalars."""
+        ramp = tf.constant(losses.ramp(epoch, self.config.ramp_epochs), tf.float32)
+        step_fn = self._steps[stage]
+        sums = {}
+        with pipeline.reading(self.data_dir, self.info, self.config.train_split):
+            iterator = iter(self._dataset(epoch, stage))
+            for i in range(self.steps_per_stage):
+                step = int(self.step.numpy())
+                profile(step)
+                with tf.profiler.experimental.Trace(f"stage{stage}", step_num=step, _r=1):
+                    per_replica = self.strategy.run(step_fn, args=(next(iterator), ramp))
+                    out = {k: self.strategy.reduce(
+                        tf.distribute.ReduceOp.MEAN if k.endswith("/finite") else
+                        tf.distribute.ReduceOp.SUM, v, axis=None)
+                        for k, v in per_replica.items()}
+                self.step.assign_add(1)
+                values = {k: float(v) for k, v in out.items()}
+                for s in self.streams:
+                    if values.pop(f"{s}/finite") < 1.0 or not all(
+                            np.isfinite(v) for k, v in values.items() if k.startswith(s)):
+                        raise NonFiniteError(
+                            f"non-finite loss or gradient in stream {s}, stage {stage}, "
+                            f"epoch {epoch}, step {i}: training stopped; the last good "
+                            f"checkpoint is kept ({self.manager.latest_checkpoint or 'none yet'})")
+                for k, v in values.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                if progbar is not None:
+                    progbar.add(1, [(f"{k}", v) for k, v in values.items()
+                                    if k.endswith(("/cvae", "/loss"))])
+        return {k: v / self.steps_per_stage for k, v in sums.items()}
+
+    def train(self):
+        """Trains from the latest checkpoint to --epochs; returns the last
+        epoch's mean scalars."""
+        cfg = self.config
+        start = self.restore()
+        writer = tf.summary.create_file_writer(
+            os.path.join(cfg.model_dir, "train") if self.chief else tempfile.mkdtemp())
+        profiler = _Profiler(cfg, os.path.join(cfg.model_dir, "train"))
+        stages = (CVAE_STAGE, MODEL_STAGE) if cfg.gam else (MODEL_STAGE,)
+        logs = {}
+        for epoch in range(start, cfg.epochs):
+            progbar = None
+            if cfg.progress and self.chief:
+                print(f"Epoch {epoch + 1}/{cfg.epochs}")
+                progbar = keras.utils.Progbar(len(stages) * self.steps_per_stage)
+            logs = {}
+            for stage in stages:
+                logs.update({f"stage{stage}/{k}": v for k, v in
+                             self._run_stage(epoch, stage, progbar, profiler.at_step).items()})
+            self.epoch.assign(epoch + 1)
+            with writer.as_default(step=epoch + 1):
+                for k, v in logs.items():
+                    tf.summary.scalar(k, v)
+                tf.summary.scalar("ramp", losses.ramp(epoch, cfg.ramp_epochs))
+                tf.summary.scalar("learning_rate", cfg.learning_rate)
+            if cfg.eval_every and (epoch + 1) % cfg.eval_every == 0:
+                self._evaluate_and_keep_best(epoch + 1, writer)
+            self.manager.save(checkpoint_number=epoch + 1)
+        profiler.stop()
+        writer.flush()
+        if not self.chief:
+            shutil.rmtree(self.manager.directory, ignore_errors=True)
+        return logs
+
+    def _evaluate_and_keep_best(self, epoch, writer):
+        """Evaluates on the validation split (never the test split) and keeps
+        the best checkpoint by its mAP in <model_dir>/best."""
+        split = self.config.validation_split
+        if self.evaluate_fn is None or split not in self.info.splits:
+            return
+        metrics = self.evaluate_fn(self.models, split)
+        score = selection_score(metrics)
+        with writer.as_default(step=epoch):
+            for t, m in zip(metrics["tiou_thresholds"], metrics["mAP"]):
+                tf.summary.scalar(f"{split}/mAP@{t:g}", m)
+        best_file = os.path.join(self.best_dir, "best.json")
+        best = _read_score(best_file)
+        if self.chief and (best is None or score > best):
+            with io_utils.atomic_output_dir(self.best_dir, overwrite=True) as tmp:
+                self.checkpoint.write(os.path.join(tmp, "ckpt"))
+                io_utils.atomic_write_json(os.path.join(tmp, "best.json"),
+                                           {"epoch": epoch, "split": split, "score": score})
+
+
+def selection_score(metrics):
+    """mAP@0.5 when evaluated, else the average mAP."""
+    for t, m in zip(metrics["tiou_thresholds"], metrics["mAP"]):
+        if abs(t - 0.5) < 1e-9:
+            return m
+    return metrics["average_mAP"]
+
+
+def _read_score(path):
+    try:
+        with open(path) as f:
+            return json.load(f)["score"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+class _Profiler:
+    """Starts/stops the TF profiler at the --profile_steps global steps."""
+
+    def __init__(self, config, logdir):
+        self.range = dgam_flags.profile_range(config) if config.profile_steps else None
+        self.logdir = logdir
+        self.active = False
+
+    def at_step(self, step):
+        if self.range is None:
+            return
+        if step == self.range[0] and not self.active:
+            tf.profiler.experimental.start(self.logdir)
+            self.active = True
+        elif step == self.range[1] and self.active:
+            self.stop()
+
+    def stop(self):
+        if self.active:
+            tf.profiler.experimental.stop()
+            self.active = False
