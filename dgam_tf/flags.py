@@ -79,6 +79,8 @@ def define_flags(fv=flags.FLAGS):
                       "Keras mixed-precision policy (losses stay float32).", **d)
     flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
                       "tf.distribute strategy; multi_worker reads TF_CONFIG.", **d)
+    flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices "
+                         "(for --strategy=mirrored without GPUs; 0: no split).", **d)
     flags.DEFINE_list("profile_steps", [], "START,END global steps to profile.", **d)
     flags.DEFINE_boolean("debug_numerics", False, "Enable TF's op-level NaN/Inf checks.", **d)
     flags.DEFINE_boolean("progress", True, "Show a progress bar per epoch.", **d)
@@ -100,6 +102,8 @@ def define_flags(fv=flags.FLAGS):
     flags.DEFINE_string("subset", "test", "Ground-truth subset for eval_detections.", **d)
     flags.DEFINE_string("output_metrics_json", None, "Where to write metrics "
                         "(default <model_dir>/metrics.json).", **d)
+    flags.DEFINE_string("checkpoint", "latest", "Checkpoint evaluated/exported: latest, "
+                        "best (best by validation) or a checkpoint path.", **d)
     flags.DEFINE_string("attention_checkpoint", None,
                         "Module swap: take attention from this checkpoint (paper §7).", **d)
     flags.DEFINE_string("classifier_checkpoint", None,

@@ -37,19 +37,29 @@ class StreamModel(keras.Model):
             self.cvae(x, att, tf.zeros([1, 2, self.cvae.latent_dim]))
 
     def video_outputs(self, x):
-        """Test-time outputs of one video (algorithm.md §5 steps 1 and 3).
+        """Test-time outputs of one video x [n, D]; see `video_outputs`."""
+        return video_outputs(self.attention, self.classifier, self.num_classes, x)
 
-        Args:
-          x: features [n, D].
 
-        Returns:
-          attention [n], class_probs [C] (softmax over C+1, background dropped,
-          not renormalised) and tcam [n, C] (x W^T without bias), float32.
-        """
-        att = self.attention(x[None])[0]                           # [n]
-        x32 = tf.cast(x, tf.float32)
-        # sum(lambda) only vanishes if every sigmoid underflows; guard the division.
-        f = tf.reduce_sum(att[:, None] * x32, 0) / tf.maximum(tf.reduce_sum(att), 1e-12)  # [D]
-        probs = tf.nn.softmax(self.classifier(f[None])[0])[:self.num_classes]
-        tcam = self.classifier.tcam(x[None])[0, :, :self.num_classes]
-        return att, probs, tcam
+def video_outputs(attention, classifier, num_classes, x):
+    """Test-time outputs of one video (algorithm.md §5 steps 1 and 3).
+
+    Attention and classifier may come from different models (the paper's
+    module swap, §7).
+
+    Args:
+      attention: an Attention; classifier: a Classifier.
+      num_classes: C.
+      x: features [n, D].
+
+    Returns:
+      attention [n], class_probs [C] (softmax over C+1, background dropped,
+      not renormalised) and tcam [n, C] (x W^T without bias), float32.
+    """
+    att = tf.cast(attention(x[None])[0], tf.float32)                # [n]
+    x32 = tf.cast(x, tf.float32)
+    # sum(lambda) only vanishes if every sigmoid underflows; guard the division.
+    f = tf.reduce_sum(att[:, None] * x32, 0) / tf.maximum(tf.reduce_sum(att), 1e-12)  # [D]
+    probs = tf.nn.softmax(classifier(f[None])[0])[:num_classes]
+    tcam = classifier.tcam(x[None])[0, :, :num_classes]             # [n, C]
+    return att, probs, tcam

@@ -1,0 +1,181 @@
+"""Evaluation of trained models on a split: inference, localization, the
+detection mAP and the paper's frame-set statistics (algorithm.md §5-§7)."""
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from dgam_tf import flags as dgam_flags
+from dgam_tf import io_utils
+from dgam_tf.data import pipeline, records
+from dgam_tf.errors import UserError
+from dgam_tf.evaluation import detection
+from dgam_tf.localization import localize
+from dgam_tf.models.dgam import video_outputs
+
+TIOU_THRESHOLDS = {"activitynet12": detection.ACTIVITYNET_TIOU_THRESHOLDS}
+
+
+def tiou_thresholds(config):
+    if config.tiou_thresholds:
+        return dgam_flags.floats(config.tiou_thresholds, "tiou_thresholds")
+    return TIOU_THRESHOLDS.get(config.dataset, detection.THUMOS14_TIOU_THRESHOLDS)
+
+
+def localization_config(config):
+    """LocalizationConfig from the localization flags."""
+    return localize.LocalizationConfig(
+        class_threshold=config.class_threshold,
+        fusion_alpha=dgam_flags.per_stream(config, "fusion_alpha"),
+        proposal_threshold=dgam_flags.per_stream(config, "proposal_threshold"),
+        smooth_sigma=config.proposal_smooth_sigma,
+        outer_weight=config.outer_weight,
+        nms_iou=config.nms_iou)
+
+
+def _output_fn(attention, classifier, num_classes):
+    """Per-video outputs as one traced function for any length n."""
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32)])
+    def fn(x):
+        return video_outputs(attention, classifier, num_classes, x)
+    return fn
+
+
+def infer_split(modules, data_dir, info, split, config):
+    """Runs the models over a split, video by video.
+
+    Args:
+      modules: {stream: (attention, classifier)} (one or two streams).
+
+    Yields:
+      (video dict of numpy values from pipeline.eval_dataset,
+       {stream: localize.StreamOutput}, [localize.Detection]).
+    """
+    loc_config = localization_config(config)
+    fns = {s: _output_fn(a, c, info.num_classes) for s, (a, c) in modules.items()}
+    with pipeline.reading(data_dir, info, split):
+        for video in pipeline.eval_dataset(data_dir, info, split, config):
+            outputs = {s: localize.StreamOutput(*(t.numpy() for t in fn(video[s])))
+                       for s, fn in fns.items()}
+            video = {k: v.numpy() for k, v in video.items()}
+            detections = localize.localize_video(
+                outputs, int(video["num_segments"]), loc_config,
+                seconds_per_segment=float(video["seconds_per_segment"]))
+            yield video, outputs, detections
+
+
+def frame_statistics(samples, attention_high, cls_high):
+    """The paper's frame-set statistics (§7) over sampled positions.
+
+    Args:
+      samples: iterable of (attention [n], cls_score [n] = sigmoid of the
+        labelled classes' T-CAM (max over them), in_gt [n] bool).
+      attention_high, cls_high: thresholds defining "high".
+
+    Returns:
+      dict of the four ratios, each a count over all videos divided by |gt|.
+    """
+    counts = np.zeros(5)
+    for att, cls, gt in samples:
+        att, cls = att > attention_high, cls > cls_high
+        counts += [np.sum(att & ~gt), np.sum(gt & ~att), np.sum(cls & ~gt & ~att),
+                   np.sum(att & gt & ~cls), np.sum(gt)]
+    gt_total = max(counts[4], 1.0)
+    return {"att_minus_gt": counts[0] / gt_total, "gt_minus_att": counts[1] / gt_total,
+            "cls_minus_gt_not_att": counts[2] / gt_total,
+            "att_and_gt_minus_cls": counts[3] / gt_total}
+
+
+def _frame_sample(video, output):
+    """(attention, labelled-class score, in-gt mask) at the sampled positions."""
+    n, t = output.attention.shape[0], int(video["num_segments"])
+    centre = (np.arange(n) * t // n + 0.5) * float(video["seconds_per_segment"])  # [n] s
+    in_gt = np.zeros(n, bool)
+    for s, e in zip(video["gt_start"], video["gt_end"]):
+        in_gt |= (centre >= s) & (centre <= e)
+    labels = video["labels"].astype(int)
+    cls = 1 / (1 + np.exp(-output.tcam[:, labels].max(-1))) if labels.size else np.zeros(n)
+    return output.attention, cls, in_gt
+
+
+def evaluate_modules(modules, data_dir, info, split, config):
+    """Localizes a split and scores it.
+
+    Returns:
+      metrics dict (detection.evaluate's keys plus named averages,
+      "frame_statistics" {stream: {...}} and "results", the ActivityNet
+      result JSON object of the detections).
+    """
+    database, detections, samples = {}, {}, {s: [] for s in modules}
+    for video, outputs, dets in infer_split(modules, data_dir, info, split, config):
+        vid = video["video_id"].decode()
+        detections[vid] = dets
+        database[vid] = {"subset": split, "duration": float(video["duration"]),
+                         "annotations": [
+                             {"label": info.class_names[c], "segment": [float(s), float(e)]}
+                             for s, e, c in zip(video["gt_start"], video["gt_end"],
+                                                video["gt_label"])]}
+        for s, out in outputs.items():
+            samples[s].append(_frame_sample(video, out))
+    results = localize.results_json(detections, info.class_names)
+    gt = detection.parse_ground_truth({"database": database}, split,
+                                      source=f"split '{split}' of {data_dir}")
+    # Classes without ground truth in this split do not enter the mAP, and
+    # their detections touch no other class's AP: leave them out here.
+    scored = {"results": {v: [d for d in dets if d["label"] in gt.class_names]
+                          for v, dets in results["results"].items()}}
+    metrics = detection.add_average_mAPs(detection.evaluate(
+        gt, detection.parse_predictions(scored, gt.class_names), tiou_thresholds(config)))
+    metrics["frame_statistics"] = {
+        s: frame_statistics(v, config.attention_high, config.cls_high)
+        for s, v in samples.items()}
+    metrics["split"] = split
+    metrics["results"] = results
+    return metrics
+
+
+def evaluate_split(models, data_dir, info, split, config):
+    """evaluate_modules for {stream: StreamModel} (training's hook)."""
+    return evaluate_modules({s: (m.attention, m.classifier) for s, m in models.items()},
+                            data_dir, info, split, config)
+
+
+def evaluate_model_dir(config):
+    """--mode=eval: restores --model_dir (or the module-swap checkpoints) and
+    evaluates --test_split of --data_dir (default: the built-in data)."""
+    from dgam_tf.training import train_lib
+    data_dir, info = train_lib.resolve_data(config)
+    attention_dir = config.attention_checkpoint or config.model_dir
+    classifier_dir = config.classifier_checkpoint or config.model_dir
+    attention_models, settings = train_lib.load_models(attention_dir, config.checkpoint,
+                                                       config.streams)
+    classifier_models = attention_models
+    if classifier_dir != attention_dir:
+        classifier_models, _ = train_lib.load_models(classifier_dir, config.checkpoint,
+                                                     config.streams)
+    if settings["class_names"] != info.class_names:
+        raise UserError(f"the model in {attention_dir} was trained on other classes "
+                        f"than those of {data_dir}")
+    modules = {s: (attention_models[s].attention, classifier_models[s].classifier)
+               for s in config.streams}
+    return evaluate_modules(modules, data_dir, info, config.test_split, config)
+
+
+def report(metrics, config, split):
+    """Prints the mAP table and writes detections and metrics JSON atomically.
+
+    Detections go to --predictions_json (default
+    <model_dir>/detections_<split>.json), metrics to --output_metrics_json
+    (default <model_dir>/metrics.json).
+    """
+    metrics = dict(metrics)
+    results = metrics.pop("results")
+    detections_path = config.predictions_json or os.path.join(
+        config.model_dir, f"detections_{split}.json")
+    metrics_path = config.output_metrics_json or os.path.join(config.model_dir, "metrics.json")
+    io_utils.atomic_write_json(detections_path, results)
+    io_utils.atomic_write_json(metrics_path, metrics)
+    print(detection.format_table(metrics, f"{config.dataset} ({split} split)"))
+    for stream, stats in metrics["frame_statistics"].items():
+        print(f"frame sets ({stream}): " + ", ".join(f"{k} {v:.3f}" for k, v in stats.items()))
+    print(f"Wrote {metrics_path} and {detections_path}")

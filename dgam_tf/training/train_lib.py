@@ -1,0 +1,130 @@
+"""train_and_evaluate and what it needs around the loop: resolving the data,
+checking the flags against it, recording the model's settings, restoring
+trained models for evaluation and export."""
+import os
+
+import tensorflow as tf
+
+from dgam_tf import flags as dgam_flags
+from dgam_tf import io_utils
+from dgam_tf.data import records, synthetic
+from dgam_tf.errors import UserError
+from dgam_tf.training import trainer as trainer_lib
+
+SETTINGS_FILE = "model.json"
+# Bump when the synthetic generator changes, so caches are regenerated.
+SYNTHETIC_VERSION = 1
+# Flags that define the trained model; eval and export rebuild it from these.
+MODEL_FLAGS = ("streams", "attention_hidden", "cvae_hidden", "latent_dim", "gam")
+
+
+def resolve_data(config):
+    """(data_dir, DatasetInfo): --data_dir, or the built-in synthetic data,
+    generated on first use; checks --feature_dim/--num_classes/--streams."""
+    data_dir = config.data_dir
+    if not data_dir:
+        data_dir = os.path.join(config.synthetic_cache, f"v{SYNTHETIC_VERSION}")
+        if not os.path.exists(os.path.join(data_dir, records.METADATA_FILE)):
+            print(f"Generating the built-in synthetic dataset in {data_dir} (once)...")
+            synthetic.generate(data_dir, overwrite=True)
+    info = records.load_info(data_dir)
+    if config.feature_dim is not None and config.feature_dim != info.feature_dim:
+        raise UserError(f"--feature_dim={config.feature_dim} but the records in "
+                        f"{data_dir} have feature size {info.feature_dim}")
+    if config.num_classes is not None and config.num_classes != info.num_classes:
+        raise UserError(f"--num_classes={config.num_classes} but {data_dir} has "
+                        f"{info.num_classes} classes")
+    missing = [s for s in config.streams if s not in info.streams]
+    if missing:
+        raise UserError(f"--streams asks for {','.join(missing)} but {data_dir} only "
+                        f"has {','.join(info.streams)}")
+    return data_dir, info
+
+
+def model_settings(config, info):
+    """What eval/export need to rebuild the trained models."""
+    settings = {name: getattr(config, name) for name in MODEL_FLAGS}
+    settings.update(feature_dim=info.feature_dim, class_names=info.class_names,
+                    dataset=config.dataset)
+    return settings
+
+
+def write_settings(config, info):
+    """Records the model's settings in model_dir; refuses a model_dir that
+    holds a different model (resuming it would fail or mix models)."""
+    path = os.path.join(config.model_dir, SETTINGS_FILE)
+    settings = model_settings(config, info)
+    if os.path.exists(path):
+        old = io_utils.read_json(path, "model settings")
+        changed = sorted(k for k in settings if old.get(k) != settings[k])
+        if changed:
+            raise UserError(f"--model_dir {config.model_dir} holds a model trained with "
+                            f"other settings ({', '.join(changed)}); use a new --model_dir")
+    io_utils.atomic_write_json(path, settings)
+
+
+def train_and_evaluate(config, evaluate_fn=None):
+    """Trains (resuming from model_dir) and evaluates the test split.
+
+    Args:
+      config: flags.
+      evaluate_fn: callable(models, data_dir, info, split, config) -> metrics,
+        or None to skip evaluation.
+
+    Returns:
+      The test metrics (None without evaluate_fn).
+    """
+    dgam_flags.validate(config)
+    data_dir, info = resolve_data(config)
+    with trainer_lib.model_dir_lock(config.model_dir):
+        write_settings(config, info)
+        split_eval = None
+        if evaluate_fn is not None:
+            def split_eval(models, split):
+                return evaluate_fn(models, data_dir, info, split, config)
+        trainer = trainer_lib.Trainer(config, data_dir, info, evaluate_fn=split_eval)
+        trainer.train()
+        if evaluate_fn is None or not trainer.chief:
+            return None
+        return evaluate_fn(trainer.models, data_dir, info, config.test_split, config)
+
+
+def load_models(model_dir, checkpoint="latest", streams=None):
+    """Rebuilds and restores trained models.
+
+    Args:
+      model_dir: a training folder (model.json + checkpoints/).
+      checkpoint: "latest", "best" (best by validation) or a checkpoint path.
+      streams: restore only these streams (default: all trained ones).
+
+    Returns:
+      ({stream: StreamModel}, settings dict).
+    """
+    settings = io_utils.read_json(os.path.join(model_dir, SETTINGS_FILE),
+                                  "model settings (is --model_dir a trained model?)")
+    path = _checkpoint_path(model_dir, checkpoint)
+    config = dgam_flags.make_config(**{k: settings[k] for k in MODEL_FLAGS})
+    if streams:
+        missing = [s for s in streams if s not in settings["streams"]]
+        if missing:
+            raise UserError(f"{model_dir} has no {','.join(missing)} stream model")
+        config.streams = list(streams)
+    models = trainer_lib.build_models(config, settings["feature_dim"],
+                                      len(settings["class_names"]))
+    status = trainer_lib.make_checkpoint(models).read(path)
+    status.assert_existing_objects_matched().expect_partial()
+    return models, settings
+
+
+def _checkpoint_path(model_dir, checkpoint):
+    if checkpoint == "latest":
+        path = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+    elif checkpoint == "best":
+        path = os.path.join(model_dir, "best", "ckpt")
+        path = path if tf.io.gfile.exists(path + ".index") else None
+    else:
+        path = checkpoint if tf.io.gfile.exists(checkpoint + ".index") else None
+    if not path:
+        raise UserError(f"no {checkpoint} checkpoint in {model_dir}; train first "
+                        "(--mode=train) or pass another --checkpoint")
+    return path

@@ -1,0 +1,45 @@
+"""Session-scoped fixtures: one tiny synthetic dataset and one tiny trained
+model, shared by every test that needs them (keeps the suite fast)."""
+import os
+
+# Quiet TF's C++ start-up chatter in test output.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+from dgam_tf import flags as dgam_flags  # noqa: E402
+from dgam_tf.data import records, synthetic  # noqa: E402
+
+TINY_DATA = dict(num_classes=3, feature_dim=16, num_train=8, num_validation=4, num_test=4,
+                 min_segments=20, max_segments=60)
+TINY_MODEL = dict(epochs=2, batch_size=4, num_segments=24, ramp_epochs=1,
+                  attention_hidden=8, cvae_hidden=8, latent_dim=4,
+                  test_min_segments=4, test_max_segments=40, progress=False)
+
+
+def tiny_config(data_dir, model_dir, **overrides):
+    """Flags for a tiny run on `data_dir` (tiny shapes, two epochs)."""
+    return dgam_flags.make_config(data_dir=str(data_dir), model_dir=str(model_dir),
+                                  **{**TINY_MODEL, **overrides})
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory):
+    """A synthetic dataset: 3 classes, D=16, splits of 8/4/4 videos."""
+    path = tmp_path_factory.mktemp("data") / "tiny"
+    synthetic.generate(str(path), seed=0, num_shards=2, **TINY_DATA)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_info(tiny_data_dir):
+    return records.load_info(tiny_data_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tiny_data_dir, tmp_path_factory):
+    """A model trained for two epochs on the tiny dataset (both streams)."""
+    from dgam_tf.training import train_lib
+    model_dir = tmp_path_factory.mktemp("model") / "run"
+    train_lib.train_and_evaluate(tiny_config(tiny_data_dir, model_dir))
+    return str(model_dir)
