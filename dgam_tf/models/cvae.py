@@ -12,7 +12,7 @@ tfd = tfp.distributions
 
 def sample(dist, noise):
     """Reparameterised sample of a Gaussian from standard normal `noise`."""
-    return dist.bijector.forward(noise)
+    return dist.bijector.forward(tf.cast(noise, dist.dtype))
 
 
 def _mlp(hidden, out, name):

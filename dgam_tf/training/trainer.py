@@ -96,6 +96,7 @@ class Trainer:
         self.chief = distribute.is_chief(self.strategy)
         self.steps_per_stage = self._steps_per_stage()
         self.weights = {s: dgam_flags.loss_weights(config, s) for s in self.streams}
+        keras.utils.set_random_seed(config.seed)  # Same initialisation on every run.
         with self.strategy.scope():
             self.models = build_models(config, info.feature_dim, info.num_classes)
             self.optimizers = {}

@@ -1,0 +1,119 @@
+"""The two-stage loop: which variables each stage moves, resuming, the
+baseline without GAM, numerics, the model_dir lock, profiling, mixed precision
+and XLA."""
+import glob
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import tiny_config
+from dgam_tf.errors import UserError
+from dgam_tf.training import losses, train_lib, trainer as trainer_lib
+
+
+def weights(models):
+    return {v.path: v.numpy().copy() for m in models.values() for v in m.weights}
+
+
+def changed(before, after, part):
+    return {k for k in before if f"/{part}/" in f"/{k}" and not np.array_equal(before[k], after[k])}
+
+
+def test_each_stage_moves_only_its_own_variables(tiny_data_dir, tiny_info, tmp_path):
+    config = tiny_config(tiny_data_dir, tmp_path / "m", ramp_epochs=1)
+    tr = trainer_lib.Trainer(config, tiny_data_dir, tiny_info)
+    before = weights(tr.models)
+    tr._run_stage(1, trainer_lib.CVAE_STAGE, None, lambda step: None)   # r(1) = 1
+    mid = weights(tr.models)
+    assert changed(before, mid, "cvae")
+    assert not changed(before, mid, "attention") and not changed(before, mid, "classifier")
+    tr._run_stage(1, trainer_lib.MODEL_STAGE, None, lambda step: None)
+    after = weights(tr.models)
+    assert changed(mid, after, "attention") and changed(mid, after, "classifier")
+    assert not changed(mid, after, "cvae")
+
+
+def test_cvae_does_not_move_at_epoch_zero(tiny_data_dir, tiny_info, tmp_path):
+    tr = trainer_lib.Trainer(tiny_config(tiny_data_dir, tmp_path / "m"), tiny_data_dir, tiny_info)
+    before = weights(tr.models)
+    tr._run_stage(0, trainer_lib.CVAE_STAGE, None, lambda step: None)    # r(0) = 0
+    assert not changed(before, weights(tr.models), "cvae")
+
+
+def test_resumed_run_equals_uninterrupted_run(tiny_data_dir, tmp_path):
+    tf.config.experimental.enable_op_determinism()
+    full = tiny_config(tiny_data_dir, tmp_path / "full", epochs=2, ramp_epochs=1)
+    train_lib.train_and_evaluate(full)
+    part = tiny_config(tiny_data_dir, tmp_path / "part", epochs=1, ramp_epochs=1)
+    train_lib.train_and_evaluate(part)
+    part.epochs = 2
+    train_lib.train_and_evaluate(part)        # resumes at epoch 1
+    a, _ = train_lib.load_models(str(tmp_path / "full"))
+    b, _ = train_lib.load_models(str(tmp_path / "part"))
+    wa, wb = list(weights(a).values()), list(weights(b).values())
+    assert len(wa) == len(wb) > 0
+    for x, y in zip(wa, wb):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_baseline_without_gam_has_no_cvae(tiny_data_dir, tmp_path):
+    train_lib.train_and_evaluate(tiny_config(tiny_data_dir, tmp_path / "m", gam=False, epochs=1))
+    models, settings = train_lib.load_models(str(tmp_path / "m"))
+    assert settings["gam"] is False
+    assert all(m.cvae is None for m in models.values())
+
+
+def test_non_finite_loss_stops_with_stream_stage_epoch_step(tiny_data_dir, tmp_path, monkeypatch):
+    config = tiny_config(tiny_data_dir, tmp_path / "m", epochs=1)
+    train_lib.train_and_evaluate(config)
+    monkeypatch.setattr(losses, "background_loss", lambda logits: logits[:, 0] * np.nan)
+    config.epochs = 2
+    with pytest.raises(UserError, match=r"stream rgb, stage 2, epoch 1, step 0"):
+        train_lib.train_and_evaluate(config)
+    ckpts = sorted(glob.glob(str(tmp_path / "m" / "checkpoints" / "ckpt-*.index")))
+    assert [os.path.basename(c) for c in ckpts] == ["ckpt-1.index"]   # the good one kept
+
+
+def test_second_trainer_on_a_held_model_dir_is_refused(tmp_path):
+    with trainer_lib.model_dir_lock(str(tmp_path)):
+        with pytest.raises(UserError, match="another training run holds"):
+            with trainer_lib.model_dir_lock(str(tmp_path)):
+                pass
+    with trainer_lib.model_dir_lock(str(tmp_path)):   # released after the first
+        pass
+
+
+def test_batch_larger_than_training_set_is_refused(tiny_data_dir, tmp_path):
+    with pytest.raises(UserError, match="exceeds the 8 training videos"):
+        train_lib.train_and_evaluate(tiny_config(tiny_data_dir, tmp_path / "m", batch_size=16))
+
+
+def test_model_dir_of_another_model_is_refused(tiny_data_dir, tiny_model_dir):
+    config = tiny_config(tiny_data_dir, tiny_model_dir, latent_dim=5, epochs=1)
+    with pytest.raises(UserError, match="other settings .*latent_dim"):
+        train_lib.train_and_evaluate(config)
+
+
+def test_profile_trace_is_written(tiny_data_dir, tmp_path):
+    config = tiny_config(tiny_data_dir, tmp_path / "m", epochs=1, profile_steps=["1", "3"])
+    train_lib.train_and_evaluate(config)
+    assert glob.glob(str(tmp_path / "m" / "train" / "plugins" / "profile" / "*" / "*.xplane.pb"))
+
+
+@pytest.mark.parametrize("overrides", [dict(mixed_precision="mixed_bfloat16"),
+                                       dict(jit_compile=True)])
+def test_speed_knobs_train_and_stay_finite(tiny_data_dir, tiny_info, tmp_path, overrides):
+    config = tiny_config(tiny_data_dir, tmp_path / "m", epochs=2, **overrides)
+    if config.mixed_precision:
+        keras.mixed_precision.set_dtype_policy(config.mixed_precision)
+    try:
+        tr = trainer_lib.Trainer(config, tiny_data_dir, tiny_info)
+        logs = tr.train()
+        if config.mixed_precision:
+            assert tr.models["rgb"].attention.hidden.compute_dtype == "bfloat16"
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    assert logs and all(np.isfinite(v) for v in logs.values())
