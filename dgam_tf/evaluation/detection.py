@@ -1,0 +1,506 @@
+"""Detection mAP under the ActivityNet protocol (algorithm.md §6), in numpy.
+
+Reproduces `Evaluation/eval_detection.py` of activitynet/ActivityNet (to
+rounding) without its per-prediction pandas loop:
+
+* Per class, predictions are ranked by `numpy.argsort(scores)[::-1]` on that
+  class's predictions in file order. That is not a stable descending sort:
+  of two tied predictions the later one in the file ranks first, and larger
+  tie groups come in whatever order numpy's quicksort leaves them; that
+  order is reproduced exactly (with the same numpy).
+* At each tIoU threshold separately, a prediction is a true positive if the
+  not yet matched ground truth of its class and video with the highest tIoU
+  (ties among ground truths again in `argsort(tiou)[::-1]` order) reaches
+  the threshold. Predictions in videos without ground truth of their class,
+  including videos that are not in the ground-truth subset at all, are false
+  positives (the reference counts them so too; it drops nothing).
+* AP is VOC-2011 interpolated AP; mAP averages the classes of the ground
+  truth, a class without predictions scoring 0.
+
+The greedy matching is sequential only among predictions of the same class
+and video that compete for the same ground truth, so `_match` resolves all
+classes, videos and thresholds at once in rounds (see there).
+"""
+import dataclasses
+import os
+
+import numpy as np
+
+from dgam_tf import io_utils
+from dgam_tf.errors import UserError
+
+# The thresholds the papers report; linspace values, as in the reference.
+THUMOS14_TIOU_THRESHOLDS = tuple(float(t) for t in np.linspace(0.1, 0.9, 9))
+ACTIVITYNET_TIOU_THRESHOLDS = tuple(
+    float(t) for t in np.linspace(0.5, 0.95, 10))
+
+# Named averages of mAP over tIoU ranges, added when all thresholds of a
+# range were evaluated: THUMOS14 reports the first three, ActivityNet the last.
+AVERAGE_RANGES = {
+    "0.1:0.5": np.linspace(0.1, 0.5, 5),
+    "0.3:0.7": np.linspace(0.3, 0.7, 5),
+    "0.1:0.7": np.linspace(0.1, 0.7, 7),
+    "0.5:0.95": np.linspace(0.5, 0.95, 10),
+}
+
+# ActivityNet files say "training"/"validation"/"testing", THUMOS14
+# conversions often "train"/"val"/"test"; either spelling selects the subset.
+_SUBSET_ALIASES = {"train": "training", "val": "validation", "test": "testing"}
+
+
+def _canonical_subset(name):
+    name = str(name).lower()
+    return _SUBSET_ALIASES.get(name, name)
+
+
+@dataclasses.dataclass(frozen=True)
+class GroundTruth:
+    """The annotated action instances of one subset, G of them.
+
+    Attributes:
+      class_names: the C labels in order of first appearance in the file.
+      video_ids: the V videos of the subset, with or without annotations.
+      video: int [G], index into `video_ids` of each instance.
+      label: int [G], index into `class_names`.
+      segments: float64 [G, 2], start and end in seconds.
+    """
+    class_names: tuple
+    video_ids: tuple
+    video: np.ndarray
+    label: np.ndarray
+    segments: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class Predictions:
+    """Detections of a result file, P of them, in file order.
+
+    Attributes:
+      video_ids: the videos of the result file.
+      video: int [P], index into `video_ids` of each prediction.
+      label: int [P], index into the ground truth's `class_names`.
+      score: float64 [P].
+      segments: float64 [P, 2], start and end in seconds.
+    """
+    video_ids: tuple
+    video: np.ndarray
+    label: np.ndarray
+    score: np.ndarray
+    segments: np.ndarray
+
+
+def _segment(value, where):
+    """One [start, end] pair (numbers or numeric strings) as two floats."""
+    try:
+        if not isinstance(value, (list, tuple)) or len(value) != 2:
+            raise ValueError
+        start, end = float(value[0]), float(value[1])
+    except (TypeError, ValueError):
+        raise UserError(f"{where}: segment {value!r} is not a pair of "
+                        "numbers") from None
+    if not (np.isfinite(start) and np.isfinite(end) and start <= end):
+        raise UserError(f"{where}: segment {value!r} is not a finite "
+                        "[start, end] with start <= end")
+    return start, end
+
+
+def parse_ground_truth(data, subset="test", source="ground truth"):
+    """Reads the instances of one subset from an ActivityNet-style object.
+
+    Args:
+      data: `{"database": {video: {"subset", "annotations": [{"label",
+        "segment": [start, end]}], "duration"?}}}`; segment bounds may be
+        numbers or numeric strings, "duration" is not needed.
+      subset: the subset to keep; "train"/"training", "val"/"validation" and
+        "test"/"testing" are aliases, case is ignored.
+      source: how error messages name the data, e.g. its path.
+
+    Returns:
+      `GroundTruth`.
+
+    Raises:
+      UserError: malformed data, or no annotated video in the subset.
+    """
+    database = data.get("database") if isinstance(data, dict) else None
+    if not isinstance(database, dict):
+        raise UserError(f"{source} has no 'database' object")
+    wanted = _canonical_subset(subset)
+    class_index, video_ids, subsets = {}, [], set()
+    video, label, segments = [], [], []
+    for video_id, entry in database.items():
+        where = f"{source}, video {video_id}"
+        if not isinstance(entry, dict) or "subset" not in entry:
+            raise UserError(f"{where} has no 'subset'")
+        subsets.add(str(entry["subset"]))
+        if _canonical_subset(entry["subset"]) != wanted:
+            continue
+        annotations = entry.get("annotations")
+        if not isinstance(annotations, list):
+            raise UserError(f"{where} has no 'annotations' list")
+        for annotation in annotations:
+            name = annotation.get("label") if isinstance(annotation, dict) else None
+            if not isinstance(name, str):
+                raise UserError(f"{where}: annotation {annotation!r} has no "
+                                "'label'")
+            label.append(class_index.setdefault(name, len(class_index)))
+            video.append(len(video_ids))
+            segments.append(_segment(annotation.get("segment"), where))
+        video_ids.append(video_id)
+    if not label:
+        raise UserError(f"{source} has no annotated video in subset "
+                        f"{subset!r}; its subsets are {sorted(subsets)}")
+    return GroundTruth(tuple(class_index), tuple(video_ids),
+                       np.array(video, dtype=np.intp),
+                       np.array(label, dtype=np.intp),
+                       np.array(segments, dtype=np.float64))
+
+
+def load_ground_truth(path, subset="test"):
+    """`parse_ground_truth` of a JSON file; a missing or bad file is a UserError."""
+    return parse_ground_truth(io_utils.read_json(path, "ground-truth file"),
+                              subset, source=path)
+
+
+def _malformed_entry(entry, where, class_index):
+    """The UserError for a prediction entry whose label or score is bad."""
+    if not isinstance(entry, dict) or not {"label", "score",
+                                           "segment"} <= entry.keys():
+        return UserError(f"{where}: prediction {entry!r} needs 'label', "
+                         "'score' and 'segment'")
+    if not isinstance(entry["label"], str) or entry["label"] not in class_index:
+        return UserError(f"{where}: label {entry['label']!r} is not a class "
+                         "of the ground truth")
+    return UserError(f"{where}: score {entry['score']!r} is not a number")
+
+
+def _segment_array(values):
+    """float64 [P, 2] from P clean [start, end] pairs, or None if any is not."""
+    try:
+        segments = np.array(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if (segments.shape != (len(values), 2) or not np.isfinite(segments).all()
+            or np.any(segments[:, 0] > segments[:, 1])):
+        return None
+    return segments
+
+
+def parse_predictions(data, class_names, source="predictions"):
+    """Reads an ActivityNet result object.
+
+    Args:
+      data: `{"results": {video: [{"label", "score", "segment": [start,
+        end]}]}, ...}`; "version" and "external_data" are not needed.
+      class_names: the ground truth's class names; any other label is an
+        error, as in the reference.
+      source: how error messages name the data, e.g. its path.
+
+    Returns:
+      `Predictions`, possibly empty.
+
+    Raises:
+      UserError: malformed data or a label not in `class_names`; the message
+        names the video.
+    """
+    results = data.get("results") if isinstance(data, dict) else None
+    if not isinstance(results, dict):
+        raise UserError(f"{source} has no 'results' object")
+    class_index = {name: i for i, name in enumerate(class_names)}
+    video_ids, counts, label, score, segment_values = [], [], [], [], []
+    for video_id, entries in results.items():
+        where = f"{source}, video {video_id}"
+        if not isinstance(entries, list):
+            raise UserError(f"{where}: expected a list of predictions")
+        for entry in entries:
+            try:
+                label.append(class_index[entry["label"]])
+                score.append(float(entry["score"]))
+                segment_values.append(entry["segment"])
+            except (KeyError, TypeError, ValueError):
+                raise _malformed_entry(entry, where, class_index) from None
+        video_ids.append(video_id)
+        counts.append(len(entries))
+    video = np.repeat(np.arange(len(video_ids)), counts)
+    segments = _segment_array(segment_values)
+    if segments is None:  # some segment is malformed: name it
+        segments = np.array(
+            [_segment(value, f"{source}, video {video_ids[v]}")
+             for value, v in zip(segment_values, video)],
+            dtype=np.float64).reshape(-1, 2)
+    score = np.array(score, dtype=np.float64)
+    if not np.isfinite(score).all():
+        i = np.flatnonzero(~np.isfinite(score))[0]
+        raise UserError(f"{source}, video {video_ids[video[i]]}: score "
+                        f"{score[i]} is not finite")
+    return Predictions(tuple(video_ids), video.astype(np.intp),
+                       np.array(label, dtype=np.intp), score, segments)
+
+
+def load_predictions(path, class_names):
+    """`parse_predictions` of a JSON file; a missing or bad file is a UserError."""
+    return parse_predictions(io_utils.read_json(path, "prediction file"),
+                             class_names, source=path)
+
+
+def segment_tiou(first, second):
+    """Temporal IoU of segment pairs, the reference's arithmetic.
+
+    Args:
+      first: float [M, 2], predictions.
+      second: float [M, 2], ground truths.
+
+    Returns:
+      float [M]; NaN when both segments have zero length.
+    """
+    intersection = np.clip(np.minimum(first[:, 1], second[:, 1])
+                           - np.maximum(first[:, 0], second[:, 0]), 0, None)
+    union = ((second[:, 1] - second[:, 0]) + (first[:, 1] - first[:, 0])
+             - intersection)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return intersection / union
+
+
+def _rank_predictions(label, score, num_classes):
+    """Orders predictions by class, then by `argsort(score)[::-1]` per class.
+
+    Returns:
+      (ranked, bounds): int [P] prediction indices, and int [C + 1] with
+      class c at ranked[bounds[c]:bounds[c + 1]].
+    """
+    ranked = np.argsort(label, kind="stable")  # file order within a class
+    bounds = np.searchsorted(label[ranked], np.arange(num_classes + 1))
+    for c in range(num_classes):
+        members = ranked[bounds[c]:bounds[c + 1]]
+        ranked[bounds[c]:bounds[c + 1]] = members[np.argsort(score[members])[::-1]]
+    return ranked, bounds
+
+
+def _candidate_pairs(ground_truth, segments, group, min_threshold):
+    """Pairs (ranked prediction, ground truth) that may match, by preference.
+
+    Args:
+      ground_truth: `GroundTruth`.
+      segments: float [P, 2], the ranked predictions' segments.
+      group: int [P], each ranked prediction's (class, video) key
+        label * V + video, or -1 for a video outside the ground truth.
+      min_threshold: the lowest tIoU threshold.
+
+    Returns:
+      (pair_q, pair_g, tiou): int, int, float arrays [M] of the pairs with
+      tIoU not below `min_threshold`, sorted by prediction rank q and, within
+      one prediction, in the reference's order `argsort(tiou)[::-1]` over all
+      ground truths of the (class, video) in file order.
+    """
+    num_videos = len(ground_truth.video_ids)
+    gt_group = ground_truth.label * num_videos + ground_truth.video
+    gt_order = np.argsort(gt_group, kind="stable")  # file order in a group
+    sorted_group = gt_group[gt_order]
+    first = np.searchsorted(sorted_group, group, side="left")
+    counts = np.searchsorted(sorted_group, group, side="right") - first
+    pair_q = np.repeat(np.arange(len(group)), counts)
+    offset = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts,
+                                                 counts)
+    pair_g = gt_order[np.repeat(first, counts) + offset]
+    tiou = segment_tiou(segments[pair_q], ground_truth.segments[pair_g])
+    keep = ~(tiou < min_threshold)  # NaN stays, as in the reference
+    pair_q, pair_g, tiou = pair_q[keep], pair_g[keep], tiou[keep]
+    # argsort(tiou)[::-1] puts NaN first, then descending tIoU.
+    key = np.where(np.isnan(tiou), -np.inf, -tiou)
+    order = np.lexsort((key, pair_q))
+    pair_q, pair_g, tiou, key = pair_q[order], pair_g[order], tiou[order], key[order]
+    # Equal tIoUs of one prediction: replay the reference's argsort on the
+    # full row, whose tie order is numpy's business. Rare outside tests.
+    tied = (pair_q[1:] == pair_q[:-1]) & (key[1:] == key[:-1])
+    for q in np.unique(pair_q[1:][tied]):
+        members = gt_order[first[q]:first[q] + counts[q]]
+        row = segment_tiou(np.broadcast_to(segments[q], (len(members), 2)),
+                           ground_truth.segments[members])
+        preference = np.empty(len(members), dtype=np.intp)
+        preference[np.argsort(row)[::-1]] = np.arange(len(members))
+        position = {g: preference[i] for i, g in enumerate(members)}
+        lo, hi = np.searchsorted(pair_q, [q, q + 1])
+        reorder = lo + np.argsort([position[g] for g in pair_g[lo:hi]])
+        pair_g[lo:hi], tiou[lo:hi] = pair_g[reorder], tiou[reorder]
+    return pair_q, pair_g, tiou
+
+
+def _match(pair_q, pair_g, tiou, thresholds, num_predictions, num_gt):
+    """Greedy matching at every threshold; returns true positives [K, P].
+
+    Sequentially, prediction q (by rank) takes its most preferred free
+    candidate. Done in rounds over all (threshold, candidate) items: every
+    unresolved prediction proposes its most preferred free candidate g, and
+    the proposal is final when no lower-ranked unresolved prediction still
+    has g as a free candidate: then nothing before q can take g, and
+    whatever they take q did not prefer. The lowest-ranked unresolved
+    prediction always qualifies, so every round resolves at least one; in
+    practice a handful of rounds resolve everything. A prediction left with
+    no free candidate is a false positive.
+    """
+    num_thresholds = len(thresholds)
+    k, item = np.nonzero(~(tiou[None, :] < thresholds[:, None]))  # [K, M]
+    q = pair_q[item]
+    kq = k * num_predictions + q  # items sorted by (k, q, preference)
+    kg = k * num_gt + pair_g[item]
+    true_positive = np.zeros(num_thresholds * num_predictions, dtype=bool)
+    taken = np.zeros(num_thresholds * num_gt, dtype=bool)
+    earliest = np.empty(num_thresholds * num_gt, dtype=np.intp)
+    while kq.size:
+        proposes = np.ones(kq.size, dtype=bool)
+        np.not_equal(kq[1:], kq[:-1], out=proposes[1:])
+        earliest[kg] = num_predictions
+        np.minimum.at(earliest, kg, q)
+        accepted = proposes & (earliest[kg] == q)
+        true_positive[kq[accepted]] = True
+        taken[kg[accepted]] = True
+        free = ~(true_positive[kq] | taken[kg])
+        kq, kg, q = kq[free], kg[free], q[free]
+    return true_positive.reshape(num_thresholds, num_predictions)
+
+
+def _average_precision(true_positive, bounds, num_positives):
+    """VOC-2011 interpolated AP [K, C] from ranked true positives [K, P]."""
+    ap = np.zeros((true_positive.shape[0], len(num_positives)))
+    for c, npos in enumerate(num_positives):
+        hits = true_positive[:, bounds[c]:bounds[c + 1]]
+        if hits.shape[1] == 0:
+            continue
+        precision = np.cumsum(hits, axis=1) / np.arange(1, hits.shape[1] + 1)
+        envelope = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]
+        # Recall grows by 1 / npos at each hit, where the envelope counts.
+        ap[:, c] = np.where(hits, envelope, 0.0).sum(axis=1) / npos
+    return ap
+
+
+def evaluate(ground_truth, predictions, tiou_thresholds):
+    """Detection AP per class and mAP at each tIoU threshold.
+
+    Args:
+      ground_truth: `GroundTruth`.
+      predictions: `Predictions` with labels indexing
+        `ground_truth.class_names`.
+      tiou_thresholds: K thresholds in [0, 1].
+
+    Returns:
+      dict with fractions: "tiou_thresholds" [K], "mAP" [K], "average_mAP"
+      (mean over thresholds), "ap_per_class" {label: [K]},
+      "num_predictions", "num_ground_truth".
+
+    Raises:
+      UserError: no thresholds, or one outside [0, 1].
+    """
+    thresholds = np.asarray(tiou_thresholds, dtype=np.float64).reshape(-1)
+    if thresholds.size == 0 or not np.all((thresholds >= 0) & (thresholds <= 1)):
+        raise UserError(f"tIoU thresholds must be in [0, 1], got "
+                        f"{list(tiou_thresholds)}")
+    num_classes = len(ground_truth.class_names)
+    num_predictions, num_gt = len(predictions.label), len(ground_truth.label)
+    video_index = {v: i for i, v in enumerate(ground_truth.video_ids)}
+    gt_video = np.array([video_index.get(v, -1) for v in predictions.video_ids],
+                        dtype=np.intp)
+    ranked, bounds = _rank_predictions(predictions.label, predictions.score,
+                                       num_classes)
+    video = gt_video[predictions.video[ranked]]
+    group = np.where(video >= 0, predictions.label[ranked]
+                     * len(ground_truth.video_ids) + video, -1)
+    pairs = _candidate_pairs(ground_truth, predictions.segments[ranked], group,
+                             thresholds.min())
+    true_positive = _match(*pairs, thresholds, num_predictions, num_gt)
+    ap = _average_precision(
+        true_positive, bounds,
+        np.bincount(ground_truth.label, minlength=num_classes))
+    mean_ap = ap.mean(axis=1)
+    return {
+        "tiou_thresholds": thresholds.tolist(),
+        "mAP": mean_ap.tolist(),
+        "average_mAP": float(mean_ap.mean()),
+        "ap_per_class": {name: ap[:, c].tolist()
+                         for c, name in enumerate(ground_truth.class_names)},
+        "num_predictions": num_predictions,
+        "num_ground_truth": num_gt,
+    }
+
+
+def add_average_mAPs(metrics):
+    """Returns `metrics` plus "average_mAP_<lo>:<hi>" for each covered range.
+
+    A range of `AVERAGE_RANGES` is added when all its thresholds were
+    evaluated (to 1e-9): 0.1:0.5, 0.3:0.7 and 0.1:0.7 for THUMOS14's
+    0.1 ... 0.9, 0.5:0.95 for ActivityNet's 0.5:0.05:0.95.
+    """
+    thresholds = np.asarray(metrics["tiou_thresholds"])
+    mean_ap = np.asarray(metrics["mAP"])
+    averages = {}
+    for name, wanted in AVERAGE_RANGES.items():
+        match = np.isclose(thresholds[None, :], wanted[:, None], rtol=0,
+                           atol=1e-9)  # [range, K]
+        if match.any(axis=1).all():
+            averages[f"average_mAP_{name}"] = float(
+                mean_ap[match.any(axis=0)].mean())
+    return {**metrics, **averages}
+
+
+def format_table(metrics, dataset=""):
+    """The metrics as a printable table in percent.
+
+    Args:
+      metrics: a dict from `evaluate` (named averages are added here).
+      dataset: name shown in the title, e.g. "thumos14".
+
+    Returns:
+      multi-line string: mAP per threshold, then the named averages and the
+      average over all thresholds.
+    """
+    metrics = add_average_mAPs(metrics)
+    title = f"Detection mAP (%) on {dataset}" if dataset else "Detection mAP (%)"
+    lines = [
+        f"{title}: {metrics['num_ground_truth']} ground-truth instances, "
+        f"{metrics['num_predictions']} predictions",
+        "tIoU " + "".join(f"{t:>7.2f}" for t in metrics["tiou_thresholds"]),
+        "mAP  " + "".join(f"{100 * m:>7.2f}" for m in metrics["mAP"]),
+    ]
+    averages = [f"{key[len('average_mAP_'):]} {100 * value:.2f}"
+                for key, value in metrics.items()
+                if key.startswith("average_mAP_")]
+    averages.append(f"all thresholds {100 * metrics['average_mAP']:.2f}")
+    lines.append("average mAP: " + ", ".join(averages))
+    return "\n".join(lines)
+
+
+def run_eval_detections(gt_json, predictions_json, subset, tiou_thresholds,
+                        output_metrics_json=None):
+    """Evaluates a result file: the standalone `--mode=eval_detections`.
+
+    Loads both files, evaluates, prints the table, and writes the metrics
+    (with the named averages) to `output_metrics_json` atomically if given.
+
+    Args:
+      gt_json: ActivityNet-style ground-truth file.
+      predictions_json: ActivityNet result file.
+      subset: ground-truth subset to evaluate on, e.g. "test".
+      tiou_thresholds: tIoU thresholds; None = THUMOS14's 0.1, ..., 0.9
+        (the release's default).
+      output_metrics_json: optional path of the metrics JSON.
+
+    Returns:
+      the metrics dict.
+
+    Raises:
+      UserError: missing or malformed files, unknown labels, bad thresholds.
+    """
+    ground_truth = load_ground_truth(gt_json, subset)
+    predictions = load_predictions(predictions_json, ground_truth.class_names)
+    if tiou_thresholds is None:
+        tiou_thresholds = THUMOS14_TIOU_THRESHOLDS
+    metrics = add_average_mAPs(
+        evaluate(ground_truth, predictions, tiou_thresholds))
+    outside = set(predictions.video_ids) - set(ground_truth.video_ids)
+    if outside:
+        count = sum(predictions.video_ids[v] in outside
+                    for v in predictions.video)
+        print(f"note: {count} predictions in {len(outside)} videos outside "
+              f"subset {subset!r} of {gt_json} count as false positives")
+    print(format_table(metrics, os.path.basename(gt_json)))
+    if output_metrics_json:
+        io_utils.atomic_write_json(output_metrics_json, metrics)
+    return metrics
