@@ -9,10 +9,13 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["dgam_tf", "dgam_tf.*"]),
     python_requires=">=3.10",
     install_requires=[
-        "tensorflow>=2.16,<3",
+        # Pinned to the minor versions tested together; TF, tf-keras and
+        # tensorflow-serving-api move in lockstep.
+        "tensorflow~=2.21.0",
         # TFP needs tf-keras to import (its `tf` extra), although the models
         # themselves are Keras 3.
-        "tensorflow-probability[tf]>=0.24",
+        "tensorflow-probability[tf]~=0.25.0",
+        "tf-keras~=2.21.0",
         "keras>=3",
         "numpy",
         "absl-py",
@@ -21,7 +24,7 @@ setuptools.setup(
         # Plots of attention / T-CAM / detections (--mode=visualize).
         "matplotlib",
         # Request/response protos for TF Serving clients and warm-up records.
-        "tensorflow-serving-api>=2.16",
+        "tensorflow-serving-api~=2.21.0",
     ],
     extras_require={
         # scipy is the independent reference for Gaussian smoothing in tests;
