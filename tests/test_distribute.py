@@ -1,0 +1,85 @@
+"""tf.distribute: MirroredStrategy over two logical CPUs matches one device
+on the same global batch; two workers on 127.0.0.1 complete a run."""
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+
+from conftest import TINY_MODEL
+
+MIRRORED_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import tensorflow as tf
+    from dgam_tf.training import distribute
+    distribute.split_cpu(2)
+    from dgam_tf import flags as dgam_flags
+    from dgam_tf.data import records
+    from dgam_tf.training import trainer as trainer_lib
+
+    data_dir, overrides = sys.argv[1], json.loads(sys.argv[2])
+    info = records.load_info(data_dir)
+    out = {}
+    for strategy in ("default", "mirrored"):
+        config = dgam_flags.make_config(data_dir=data_dir, model_dir=sys.argv[3] + strategy,
+                                        strategy=strategy, **overrides)
+        tr = trainer_lib.Trainer(config, data_dir, info)
+        out[strategy] = {"replicas": tr.strategy.num_replicas_in_sync,
+                         "stage1": tr._run_stage(1, 1, None, lambda s: None),
+                         "stage2": tr._run_stage(1, 2, None, lambda s: None)}
+    print(json.dumps(out))
+""")
+
+
+def run_python(code, *args, env=None, timeout=300):
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
+def test_mirrored_over_two_cpus_matches_one_device(tiny_data_dir, tmp_path):
+    overrides = {k: v for k, v in TINY_MODEL.items() if k != "progress"}
+    proc = run_python(MIRRORED_SCRIPT, tiny_data_dir, json.dumps(overrides), tmp_path / "m")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["default"]["replicas"] == 1 and out["mirrored"]["replicas"] == 2
+    for stage in ("stage1", "stage2"):
+        single, mirrored = out["default"][stage], out["mirrored"][stage]
+        assert single.keys() == mirrored.keys() and single
+        for key in single:
+            np.testing.assert_allclose(mirrored[key], single[key], rtol=1e-5, atol=1e-5,
+                                       err_msg=f"{stage} {key}")
+
+
+def free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def test_two_workers_on_loopback_complete_a_run(tiny_data_dir, tmp_path):
+    workers = [f"127.0.0.1:{p}" for p in free_ports(2)]
+    args = [f"--data_dir={tiny_data_dir}", "--strategy=multi_worker", "--epochs=1",
+            "--noprogress", "--test_min_segments=4", "--test_max_segments=40"]
+    args += [f"--{k}={v}" for k, v in TINY_MODEL.items() if k not in ("epochs", "progress")]
+    procs = []
+    for index in range(2):
+        env = dict(os.environ, TF_CONFIG=json.dumps(
+            {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}))
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "dgam_tf.main", "--mode=train",
+             f"--model_dir={tmp_path / f'w{index}'}", *args],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outputs):
+        assert p.returncode == 0, err[-3000:]
+    # Only the chief (worker 0) evaluates and writes metrics.
+    assert "Detection mAP" in outputs[0][0]
+    assert (tmp_path / "w0" / "metrics.json").exists()
+    assert (tmp_path / "w0" / "checkpoints" / "checkpoint").exists()
