@@ -1,0 +1,68 @@
+"""Flagfiles parse and carry the published settings; impossible settings are
+refused with one clear message."""
+import os
+
+import pytest
+
+from dgam_tf import flags as dgam_flags
+from dgam_tf.errors import UserError
+
+FLAGS_DIR = os.path.join(os.path.dirname(__file__), os.pardir, "flags")
+
+
+def load(name, **overrides):
+    return dgam_flags.make_config([f"--flagfile={os.path.join(FLAGS_DIR, name)}"], **overrides)
+
+
+@pytest.mark.parametrize("name", ["synthetic.cfg", "smoke.cfg", "thumos14.cfg",
+                                  "activitynet12.cfg"])
+def test_flagfiles_parse_and_validate(name):
+    dgam_flags.validate(load(name))
+
+
+def test_synthetic_flagfile_equals_the_defaults():
+    defaults, cfg = dgam_flags.make_config(), load("synthetic.cfg")
+    for name in ("epochs", "batch_size", "num_segments", "ramp_epochs", "loss_weights_rgb",
+                 "loss_weights_flow", "fusion_alpha", "proposal_threshold", "model_dir"):
+        assert getattr(cfg, name) == getattr(defaults, name), name
+
+
+def test_published_loss_weights_and_localization_settings():
+    # algorithm.md §3 table and §5.
+    thumos, anet = load("thumos14.cfg"), load("activitynet12.cfg")
+    assert dgam_flags.loss_weights(thumos, "rgb") == [1, 0.03, 0.1, 0.5]
+    assert dgam_flags.loss_weights(thumos, "flow") == [1, 0.03, 0.1, 0.3]
+    assert dgam_flags.loss_weights(anet, "rgb") == [1, 1, 0.1, 0.1]
+    assert dgam_flags.loss_weights(anet, "flow") == [0.3, 1, 0.1, 0.1]
+    assert thumos.ramp_recon and not anet.ramp_recon
+    assert dgam_flags.per_stream(thumos, "fusion_alpha") == {"rgb": 0.35, "flow": 0.65}
+    assert dgam_flags.per_stream(thumos, "proposal_threshold") == {"rgb": 0.03, "flow": 0.08}
+    assert dgam_flags.per_stream(anet, "proposal_threshold") == {"rgb": 0.01, "flow": 0.01}
+    assert anet.proposal_smooth_sigma == 25 and thumos.proposal_smooth_sigma == 0
+    assert (thumos.test_min_segments, thumos.test_max_segments) == (50, 400)
+    assert (anet.test_min_segments, anet.test_max_segments) == (2, 200)
+    assert thumos.cvae_weight == 10 and thumos.beta == 0.1 and thumos.ramp_epochs == 300
+    assert (thumos.learning_rate, thumos.adam_beta1, thumos.adam_beta2) == (1e-3, 0.8, 0.999)
+
+
+def test_command_line_overrides_the_flagfile():
+    cfg = dgam_flags.make_config([f"--flagfile={os.path.join(FLAGS_DIR, 'thumos14.cfg')}",
+                                  "--epochs=7"])
+    assert cfg.epochs == 7 and cfg.batch_size == 32
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (dict(streams=["rgb", "depth"]), "--streams must be a non-empty subset"),
+    (dict(streams=["rgb", "rgb"]), "lists a stream twice"),
+    (dict(num_segments=0), "--num_segments must be at least 1"),
+    (dict(batch_size=0), "--batch_size must be at least 1"),
+    (dict(feature_dim=0), "--feature_dim must be at least 1"),
+    (dict(test_min_segments=500), "--test_min_segments exceeds --test_max_segments"),
+    (dict(loss_weights_rgb=["1", "2"]), "--loss_weights_rgb needs 4 numbers"),
+    (dict(fusion_alpha=["a", "b"]), "--fusion_alpha must be numbers"),
+    (dict(profile_steps=["5", "2"]), "--profile_steps needs 0 <= START < END"),
+    (dict(learning_rate=0.0), "--learning_rate must be positive"),
+])
+def test_impossible_settings_are_refused(overrides, message):
+    with pytest.raises(UserError, match=message.replace("(", r"\(")):
+        dgam_flags.validate(dgam_flags.make_config(**overrides))
