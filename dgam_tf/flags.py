@@ -116,13 +116,17 @@ def define_flags(fv=flags.FLAGS):
     # Synthetic data and converters.
     flags.DEFINE_string("source_format", None, "Converter input layout: dgam, wtalc, npy_dir.", **d)
     flags.DEFINE_string("source_dir", None, "Converter input folder.", **d)
-    flags.DEFINE_string("annotations", None, "Annotation JSON for the npy_dir converter.", **d)
+    flags.DEFINE_string("annotations", None, "Annotation JSON (dgam: gt.json, default the "
+                        "only test_data/gt*.json; npy_dir: required).", **d)
+    flags.DEFINE_string("class_names", None, "Converter class order: a text file, one name "
+                        "per line (default: sorted ground-truth labels).", **d)
     flags.DEFINE_boolean("allow_pickle", False, "Let the wtalc converter unpickle features "
                          "(unpickling runs code from the file: only for trusted files).", **d)
     flags.DEFINE_enum("feature_dtype", "float16", ["float16", "float32"],
                       "How features are stored in the records.", **d)
-    flags.DEFINE_integer("stride", 16, "Frames per feature segment (npy_dir converter).", **d)
-    flags.DEFINE_float("fps", 25.0, "Frame rate (npy_dir converter).", **d)
+    flags.DEFINE_integer("stride", 16, "Converters: frames per feature segment.", **d)
+    flags.DEFINE_float("fps", 25.0, "Converters: frame rate; seconds per segment = "
+                       "stride / fps (npy_dir: the annotation's fps wins).", **d)
     flags.DEFINE_boolean("overwrite", False, "Replace an existing output folder/version.", **d)
 
     # Export.

@@ -79,7 +79,8 @@ def run(config):
             raise UserError("--mode=convert needs --source_format, --source_dir and --data_dir")
         info = converters.convert(
             config.source_format, config.source_dir, config.data_dir,
-            annotations=config.annotations, allow_pickle=config.allow_pickle,
+            annotations=config.annotations, class_names=config.class_names,
+            allow_pickle=config.allow_pickle,
             feature_dtype=config.feature_dtype, stride=config.stride, fps=config.fps,
             stream=config.streams[0] if len(config.streams) == 1 else None,
             overwrite=config.overwrite)
