@@ -29,7 +29,6 @@ convention: `validation` -> train, `test` -> test. When any video's subset is
 import collections
 import glob
 import os
-import pickle
 import re
 
 import numpy as np
@@ -389,8 +388,11 @@ def _load_npy(path, allow_pickle=False):
                 f"{path} holds pickled Python objects, and unpickling can run code hidden "
                 "in the file; if you trust its source, pass --allow_pickle") from None
         raise UserError(f"cannot read {path}: {e}") from None
-    except (OSError, EOFError, pickle.UnpicklingError) as e:
-        raise UserError(f"cannot read {path}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - numpy raises many kinds on a bad file
+        # (OSError, EOFError, UnpicklingError, tokenize.TokenError for a
+        # garbled header, MemoryError for an absurd declared shape, ...).
+        raise UserError(f"cannot read {path}: {type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else ''}") from None
 
 
 def _read_database(path):
