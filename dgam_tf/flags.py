@@ -39,7 +39,8 @@ def define_flags(fv=flags.FLAGS):
     flags.DEFINE_string("validation_split", "validation",
                         "Split for model selection (skipped if the data has none).", **d)
     flags.DEFINE_string("test_split", "test", "Split evaluated at the end and by --mode=eval.", **d)
-    flags.DEFINE_integer("num_segments", 400, "Segments sampled per training video (n).", **d)
+    flags.DEFINE_integer("num_segments", 200, "Segments sampled per training video (n; "
+                         "the paper: 400).", **d)
     flags.DEFINE_integer("test_min_segments", 50, "Test sampling n = clip(T, min, max).", **d)
     flags.DEFINE_integer("test_max_segments", 400, "Test sampling n = clip(T, min, max).", **d)
     flags.DEFINE_integer("shuffle_buffer", 256, "Videos held for shuffling (bounds memory).", **d)
@@ -56,7 +57,7 @@ def define_flags(fv=flags.FLAGS):
 
     # Training.
     flags.DEFINE_string("model_dir", "runs/synthetic", "Checkpoints, summaries, metrics.", **d)
-    flags.DEFINE_integer("epochs", 60, "Training epochs (each: CVAE stage + attention stage).", **d)
+    flags.DEFINE_integer("epochs", 30, "Training epochs (each: CVAE stage + attention stage).", **d)
     flags.DEFINE_integer("batch_size", 32, "Global batch size (last partial batch dropped).", **d)
     flags.DEFINE_integer("seed", 0, "Seed of initialisation, shuffles and sampling.", **d)
     flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate (both optimizers).", **d)
@@ -69,8 +70,9 @@ def define_flags(fv=flags.FLAGS):
     flags.DEFINE_boolean("ramp_recon", True, "Multiply the L_recon weight by r(e).", **d)
     flags.DEFINE_float("cvae_weight", 10.0, "CVAE-stage loss weight (times r(e)).", **d)
     flags.DEFINE_float("beta", 0.1, "KL weight in L_cvae.", **d)
-    flags.DEFINE_integer("ramp_epochs", 300, "r(e) = min(e, ramp_epochs) / ramp_epochs.", **d)
-    flags.DEFINE_integer("eval_every", 0, "Evaluate on the validation split every N epochs "
+    flags.DEFINE_integer("ramp_epochs", 10, "r(e) = min(e, ramp_epochs) / ramp_epochs (the "
+                         "paper: 300 of 6000 epochs).", **d)
+    flags.DEFINE_integer("eval_every", 10, "Evaluate on the validation split every N epochs "
                          "and keep the best checkpoint (0: never).", **d)
     flags.DEFINE_integer("keep_checkpoints", 3, "Latest checkpoints kept.", **d)
     flags.DEFINE_boolean("deterministic", False, "Op determinism: bit-identical reruns.", **d)
