@@ -1,0 +1,134 @@
+"""Plots of a video's localization: the drawn data against numpy on a
+hand-made video, PNG files and summary images, --mode=visualize's
+plot_model_dir, and the images the trainer's periodic evaluation writes."""
+import glob
+import os
+import shutil
+
+import matplotlib.image
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import tiny_config
+from dgam_tf.data import records
+from dgam_tf.errors import UserError
+from dgam_tf.evaluation import evaluate
+from dgam_tf.localization.localize import Detection, StreamOutput
+from dgam_tf.training import trainer as trainer_lib
+from dgam_tf.visualization import plots
+
+CLASS_NAMES = ["a", "b", "c"]
+# T = 10 segments of 0.5 s sampled at n = 4 positions: position i is at
+# i * 10 * 0.5 / 4 = 1.25 i seconds.
+VIDEO = {"video_id": b"hand_made", "num_segments": np.int32(10),
+         "seconds_per_segment": np.float32(0.5), "duration": np.float32(5.0),
+         "labels": np.array([1, 2]), "gt_start": np.array([1.0, 3.0, 0.5]),
+         "gt_end": np.array([2.5, 4.5, 1.0]), "gt_label": np.array([1, 1, 2])}
+OUTPUTS = {
+    # p > 0.1 for classes 1 and 2.
+    "rgb": StreamOutput(attention=np.array([0.1, 0.9, 0.8, 0.2], np.float32),
+                        class_probs=np.array([0.05, 0.7, 0.2], np.float32),
+                        tcam=np.array([[1, -2, 0.5], [0, 3, -1], [2, 1, 4], [-3, -1, 0]],
+                                      np.float32)),
+    # No p > 0.1: the argmax, class 0, alone.
+    "flow": StreamOutput(attention=np.array([0.5, 0.6, 0.3, 0.0], np.float32),
+                         class_probs=np.array([0.08, 0.05, 0.02], np.float32),
+                         tcam=np.array([[2, 0, 0], [-1, 0, 0], [0, 0, 0], [5, 0, 0]],
+                                       np.float32)),
+}
+DETECTIONS = [Detection(1, 0.42, 1.0, 2.5), Detection(2, -0.05, 3.0, 4.0)]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_size(data):
+    """(width, height) from a PNG's IHDR chunk."""
+    assert data[:8] == PNG_SIGNATURE and data[12:16] == b"IHDR"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_drawn_lines_are_attention_and_u_of_the_predicted_classes():
+    fig = plots.draw_video(VIDEO, OUTPUTS, DETECTIONS, CLASS_NAMES)
+    expected_classes = {"rgb": [1, 2], "flow": [0]}
+    for ax, (stream, out) in zip(fig.axes, OUTPUTS.items()):
+        lines = {line.get_gid(): line for line in ax.get_lines()}
+        assert set(lines) == {"attention"} | {f"u:{c}" for c in expected_classes[stream]}
+        for line in lines.values():
+            np.testing.assert_allclose(line.get_xdata(), [0.0, 1.25, 2.5, 3.75])
+        np.testing.assert_allclose(lines["attention"].get_ydata(), out.attention)
+        attention, tcam = out.attention.astype(np.float64), out.tcam.astype(np.float64)
+        for c in expected_classes[stream]:
+            u = attention / (1.0 + np.exp(-tcam[:, c]))
+            np.testing.assert_allclose(lines[f"u:{c}"].get_ydata(), u, rtol=1e-12)
+
+
+def test_drawn_bars_are_detections_and_ground_truth():
+    bars_ax = plots.draw_video(VIDEO, OUTPUTS, DETECTIONS, CLASS_NAMES).axes[-1]
+    spans = {}
+    for patch in bars_ax.patches:
+        spans.setdefault(patch.get_gid(), []).append(
+            (patch.get_x(), patch.get_x() + patch.get_width()))
+    assert spans == {"gt:1": [(1.0, 2.5), (3.0, 4.5)], "gt:2": [(0.5, 1.0)],
+                     "detection:1": [(1.0, 2.5)], "detection:2": [(3.0, 4.0)]}
+    assert sorted(t.get_text() for t in bars_ax.texts) == ["-0.05", "0.42"]
+    assert bars_ax.get_xlim() == (0.0, 5.0)
+
+
+def test_plot_video_writes_a_png(tmp_path):
+    path = str(tmp_path / "new" / "video.png")
+    assert plots.plot_video(VIDEO, OUTPUTS, DETECTIONS, CLASS_NAMES, path) == path
+    assert os.listdir(tmp_path / "new") == ["video.png"]   # no temporary left
+    with open(path, "rb") as f:
+        width, height = png_size(f.read())
+    assert width == 10 * plots.PNG_DPI and 300 < height < 2000
+    assert matplotlib.image.imread(path).shape == (height, width, 4)
+
+
+def test_video_image_for_summaries():
+    image = plots.video_image(VIDEO, OUTPUTS, DETECTIONS, CLASS_NAMES)
+    size = plots.draw_video(VIDEO, OUTPUTS, DETECTIONS, CLASS_NAMES,
+                            dpi=plots.SUMMARY_DPI).get_size_inches() * plots.SUMMARY_DPI
+    assert image.dtype == tf.uint8
+    assert image.shape == (1, round(size[1]), round(size[0]), 4)
+    assert tf.reduce_min(image[..., 3]) == 255          # opaque
+    assert tf.reduce_any(image[..., :3] < 128)          # something is drawn
+
+
+def test_plot_model_dir_draws_the_first_test_videos(tiny_data_dir, tiny_model_dir, tmp_path):
+    model_dir = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    paths = plots.plot_model_dir(tiny_config(tiny_data_dir, model_dir, num_plots=3))
+    first = [v.video_id for v in records.read_videos(tiny_data_dir, "test")][:3]
+    assert paths == [os.path.join(model_dir, "plots", f"{v}.png") for v in first]
+    assert sorted(os.listdir(os.path.join(model_dir, "plots"))) == sorted(
+        f"{v}.png" for v in first)
+    for path in paths:
+        with open(path, "rb") as f:
+            assert png_size(f.read())[0] == 10 * plots.PNG_DPI
+
+
+def test_plot_model_dir_needs_a_plot(tiny_data_dir, tmp_path):
+    with pytest.raises(UserError, match="--num_plots must be at least 1, got 0"):
+        plots.plot_model_dir(tiny_config(tiny_data_dir, tmp_path, num_plots=0))
+
+
+def test_periodic_evaluation_writes_summary_images(tiny_data_dir, tiny_info, tmp_path):
+    config = tiny_config(tiny_data_dir, tmp_path / "m", num_plots=2)
+    trainer = trainer_lib.Trainer(
+        config, tiny_data_dir, tiny_info,
+        evaluate_fn=lambda models, split: evaluate.evaluate_split(
+            models, tiny_data_dir, tiny_info, split, config))
+    writer = tf.summary.create_file_writer(str(tmp_path / "logs"))
+    trainer._evaluate_and_keep_best(3, writer)
+    writer.flush()
+    images = {}
+    for path in glob.glob(str(tmp_path / "logs" / "events.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == "images":
+                    assert event.step == 3
+                    images[value.tag] = value.tensor.string_val
+    first = [v.video_id for v in records.read_videos(tiny_data_dir, "validation")][:2]
+    assert sorted(images) == sorted(f"validation/{v}" for v in first)
+    for width, height, png in images.values():
+        assert png_size(png) == (int(width), int(height))
+        assert int(width) == 10 * plots.SUMMARY_DPI
