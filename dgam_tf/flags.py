@@ -106,10 +106,10 @@ def define_flags(fv=flags.FLAGS):
                         "(default <model_dir>/metrics.json).", **d)
     flags.DEFINE_string("checkpoint", "latest", "Checkpoint evaluated/exported: latest, "
                         "best (best by validation) or a checkpoint path.", **d)
-    flags.DEFINE_string("attention_checkpoint", None,
-                        "Module swap: take attention from this checkpoint (paper §7).", **d)
-    flags.DEFINE_string("classifier_checkpoint", None,
-                        "Module swap: take the classifier from this checkpoint.", **d)
+    flags.DEFINE_string("attention_checkpoint", None, "Module swap (paper §7): take "
+                        "attention from the model in this folder (its --checkpoint).", **d)
+    flags.DEFINE_string("classifier_checkpoint", None, "Module swap: take the classifier "
+                        "from the model in this folder (its --checkpoint).", **d)
     flags.DEFINE_float("attention_high", 0.5, "Frame-set statistics: 'high attention' threshold.", **d)
     flags.DEFINE_float("cls_high", 0.5, "Frame-set statistics: 'high classification' threshold "
                        "on sigmoid(T-CAM) of the labelled class.", **d)
@@ -188,8 +188,9 @@ def validate(config):
             raise UserError(f"--{name} must be at least 1, got {getattr(config, name)}")
     if config.test_min_segments > config.test_max_segments:
         raise UserError("--test_min_segments exceeds --test_max_segments")
-    if config.eval_every < 0:
-        raise UserError("--eval_every must be 0 (off) or positive")
+    for name in ("eval_every", "num_plots", "cpu_devices"):
+        if getattr(config, name) < 0:
+            raise UserError(f"--{name} must not be negative, got {getattr(config, name)}")
     if not config.learning_rate > 0:
         raise UserError("--learning_rate must be positive")
     for stream in STREAMS:

@@ -1,5 +1,6 @@
 """Evaluation of trained models on a split: inference, localization, the
 detection mAP and the paper's frame-set statistics (algorithm.md §5-§7)."""
+import functools
 import os
 
 import numpy as np
@@ -7,7 +8,7 @@ import tensorflow as tf
 
 from dgam_tf import flags as dgam_flags
 from dgam_tf import io_utils
-from dgam_tf.data import pipeline, records
+from dgam_tf.data import pipeline
 from dgam_tf.errors import UserError
 from dgam_tf.evaluation import detection
 from dgam_tf.localization import localize
@@ -33,8 +34,10 @@ def localization_config(config):
         nms_iou=config.nms_iou)
 
 
+@functools.lru_cache(maxsize=8)
 def _output_fn(attention, classifier, num_classes):
-    """Per-video outputs as one traced function for any length n."""
+    """Per-video outputs as one traced function for any length n (cached, so
+    periodic evaluations during training reuse the trace)."""
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32)])
     def fn(x):
         return video_outputs(attention, classifier, num_classes, x)
@@ -134,30 +137,48 @@ def evaluate_modules(modules, data_dir, info, split, config):
     return metrics
 
 
+def stream_modules(models):
+    """{stream: (attention, classifier)} of {stream: StreamModel}."""
+    return {s: (m.attention, m.classifier) for s, m in models.items()}
+
+
 def evaluate_split(models, data_dir, info, split, config):
     """evaluate_modules for {stream: StreamModel} (training's hook)."""
-    return evaluate_modules({s: (m.attention, m.classifier) for s, m in models.items()},
-                            data_dir, info, split, config)
+    return evaluate_modules(stream_modules(models), data_dir, info, split, config)
 
 
-def evaluate_model_dir(config):
-    """--mode=eval: restores --model_dir (or the module-swap checkpoints) and
-    evaluates --test_split of --data_dir (default: the built-in data)."""
+def load_modules(config):
+    """Restores --model_dir, or the module-swap model folders
+    (--attention_checkpoint / --classifier_checkpoint), for the data of
+    --data_dir (default: the built-in data).
+
+    Returns:
+      (data_dir, DatasetInfo, {stream: (attention, classifier)}).
+
+    Raises:
+      UserError: no such model or checkpoint, or a model trained on other
+        classes than those of the data.
+    """
     from dgam_tf.training import train_lib
     data_dir, info = train_lib.resolve_data(config)
     attention_dir = config.attention_checkpoint or config.model_dir
     classifier_dir = config.classifier_checkpoint or config.model_dir
-    attention_models, settings = train_lib.load_models(attention_dir, config.checkpoint,
-                                                       config.streams)
-    classifier_models = attention_models
-    if classifier_dir != attention_dir:
-        classifier_models, _ = train_lib.load_models(classifier_dir, config.checkpoint,
-                                                     config.streams)
-    if settings["class_names"] != info.class_names:
-        raise UserError(f"the model in {attention_dir} was trained on other classes "
-                        f"than those of {data_dir}")
-    modules = {s: (attention_models[s].attention, classifier_models[s].classifier)
+    loaded = {}
+    for model_dir in dict.fromkeys((attention_dir, classifier_dir)):
+        models, settings = train_lib.load_models(model_dir, config.checkpoint,
+                                                 config.streams)
+        if settings["class_names"] != info.class_names:
+            raise UserError(f"the model in {model_dir} was trained on other classes "
+                            f"than those of {data_dir}")
+        loaded[model_dir] = models
+    modules = {s: (loaded[attention_dir][s].attention, loaded[classifier_dir][s].classifier)
                for s in config.streams}
+    return data_dir, info, modules
+
+
+def evaluate_model_dir(config):
+    """--mode=eval: evaluates --test_split with the models of `load_modules`."""
+    data_dir, info, modules = load_modules(config)
     return evaluate_modules(modules, data_dir, info, config.test_split, config)
 
 

@@ -20,8 +20,10 @@ from dgam_tf import flags as dgam_flags
 from dgam_tf import io_utils
 from dgam_tf.data import pipeline
 from dgam_tf.errors import UserError
+from dgam_tf.evaluation import evaluate
 from dgam_tf.models.dgam import StreamModel
 from dgam_tf.training import distribute, losses
+from dgam_tf.visualization import plots
 
 CVAE_STAGE, MODEL_STAGE = 1, 2
 LOSS_TERMS = ("fg", "bg", "guide", "recon")
@@ -286,7 +288,9 @@ class Trainer:
 
     def _evaluate_and_keep_best(self, epoch, writer):
         """Evaluates on the validation split (never the test split) and keeps
-        the best checkpoint by its mAP in <model_dir>/best."""
+        the best checkpoint by its mAP in <model_dir>/best. The chief also
+        draws the first --num_plots videos of the split as summary images
+        (--num_plots=0: none)."""
         split = self.config.validation_split
         if self.evaluate_fn is None or split not in self.info.splits:
             return
@@ -295,6 +299,11 @@ class Trainer:
         with writer.as_default(step=epoch):
             for t, m in zip(metrics["tiou_thresholds"], metrics["mAP"]):
                 tf.summary.scalar(f"{split}/mAP@{t:g}", m)
+            if self.chief and self.config.num_plots > 0:
+                for video_id, image in plots.summary_images(
+                        evaluate.stream_modules(self.models), self.data_dir, self.info,
+                        split, self.config):
+                    tf.summary.image(f"{split}/{video_id}", image)
         best_file = os.path.join(self.best_dir, "best.json")
         best = _read_score(best_file)
         if self.chief and (best is None or score > best):
