@@ -1,0 +1,211 @@
+"""The command line, `python -m dgam_tf.main ARGS`: --mode=eval of a trained
+model, eval_detections on hand-made files, visualize, and user errors (exit
+status 1, one "error:" line naming the culprit, no traceback).
+
+Each run of the entry point would spend seconds importing TensorFlow, so all
+cases share one subprocess: it imports TensorFlow once, then per case forks a
+child that runs the entry point exactly as `python -m dgam_tf.main ARGS` does
+(`runpy` as `__main__`, the same sys.argv, uncaught exceptions and
+SystemExit handled as the interpreter handles them), with its own stdout,
+stderr and exit status.
+"""
+import collections
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from dgam_tf.data import records
+from dgam_tf.training import train_lib
+
+TINY_SAMPLING = ["--test_min_segments=4", "--test_max_segments=40"]
+CliResult = collections.namedtuple("CliResult", "returncode stdout stderr")
+
+_FORKING_RUNNER = r'''
+import json, os, runpy, sys, traceback
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tensorflow, tensorflow_probability  # noqa: F401 (once for all cases)
+
+codes = []
+for args, out_path, err_path in json.loads(sys.argv[1]):
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        for fd, path in ((1, out_path), (2, err_path)):
+            os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
+        sys.argv = ["-m"] + args  # run_module sets argv[0], as -m does
+        code = 0
+        try:
+            runpy.run_module("dgam_tf.main", run_name="__main__", alter_sys=True)
+        except SystemExit as e:  # as the interpreter handles it
+            if isinstance(e.code, int) or e.code is None:
+                code = e.code or 0
+            else:
+                print(e.code, file=sys.stderr)
+                code = 1
+        except BaseException:  # an uncaught exception, as the interpreter reports it
+            traceback.print_exc()
+            code = 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    codes.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+print(json.dumps(codes), flush=True)
+os._exit(0)  # skips seconds of TensorFlow teardown at interpreter exit
+'''
+
+
+def run_cli(cases, tmp_path):
+    """{name: CliResult} of `python -m dgam_tf.main ARGS` for each
+    {name: ARGS}, in one subprocess (see the module docstring)."""
+    plan = [(args, str(tmp_path / f"{name}.out"), str(tmp_path / f"{name}.err"))
+            for name, args in cases.items()]
+    done = subprocess.run([sys.executable, "-c", _FORKING_RUNNER, json.dumps(plan)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    codes = json.loads(done.stdout.splitlines()[-1])
+    results = {}
+    for name, code, (_, out_path, err_path) in zip(cases, codes, plan):
+        with open(out_path) as out, open(err_path) as err:
+            results[name] = CliResult(code, out.read(), err.read())
+    return results
+
+
+def error_lines(result):
+    return [line for line in result.stderr.splitlines() if line.startswith("error:")]
+
+
+def write_json(path, obj):
+    path.write_text(json.dumps(obj))
+    return str(path)
+
+
+def ground_truth(instances):
+    """ActivityNet ground truth from (video, subset, label, start, end)."""
+    database = {}
+    for video, subset, label, start, end in instances:
+        database.setdefault(video, {"subset": subset, "annotations": []})[
+            "annotations"].append({"label": label, "segment": [start, end]})
+    return {"database": database}
+
+
+def results(predictions):
+    """ActivityNet result object from (video, label, score, start, end)."""
+    out = {}
+    for video, label, score, start, end in predictions:
+        out.setdefault(video, []).append({"label": label, "score": score,
+                                          "segment": [start, end]})
+    return {"version": "test", "results": out, "external_data": {}}
+
+
+@pytest.fixture(scope="module")
+def cli(tiny_data_dir, tiny_model_dir, tmp_path_factory):
+    """(tmp folder, {case: CliResult}) of every case below, from one subprocess."""
+    tmp = tmp_path_factory.mktemp("cli")
+    gt_json = write_json(tmp / "gt.json", ground_truth([
+        ("v1", "test", "A", 0, 10), ("v1", "test", "B", 20, 30),
+        ("v2", "test", "A", 5, 15), ("v3", "training", "A", 0, 5)]))
+    untrained = tmp / "untrained"  # settings, but no checkpoint
+    untrained.mkdir()
+    shutil.copy(os.path.join(tiny_model_dir, train_lib.SETTINGS_FILE), untrained)
+    eval_dir = shutil.copytree(tiny_model_dir, tmp / "eval_model")
+    model_dir = shutil.copytree(tiny_model_dir, tmp / "model")
+    data_args = [f"--data_dir={tiny_data_dir}", *TINY_SAMPLING]
+    cases = {
+        "eval": ["--mode=eval", f"--model_dir={eval_dir}", *data_args],
+        "eval_detections": [
+            "--mode=eval_detections", f"--gt_json={gt_json}", "--tiou_thresholds=0.5,0.75",
+            f"--output_metrics_json={tmp / 'out' / 'metrics.json'}",
+            "--predictions_json=" + write_json(tmp / "predictions.json", results([
+                ("v1", "A", 0.9, 0, 10),     # tIoU 1
+                ("v1", "A", 0.8, 30, 40),    # tIoU 0
+                ("v2", "A", 0.7, 5, 12),     # tIoU 0.7
+                ("v1", "B", 0.6, 22, 30)]))],  # tIoU 0.8
+        "visualize": ["--mode=visualize", "--num_plots=2", f"--model_dir={model_dir}",
+                      *data_args],
+        "missing_data_dir": ["--mode=eval", f"--model_dir={model_dir}",
+                             f"--data_dir={tmp / 'no_such_data'}"],
+        "no_checkpoint": ["--mode=eval", f"--model_dir={untrained}",
+                          f"--data_dir={tiny_data_dir}"],
+        "unknown_stream": ["--mode=eval", "--streams=rgb,depth", f"--model_dir={model_dir}",
+                           *data_args],
+        "zero_segments": ["--mode=train", "--num_segments=0", f"--model_dir={tmp / 'new'}",
+                          f"--data_dir={tiny_data_dir}"],
+        "missing_predictions": ["--mode=eval_detections", f"--gt_json={gt_json}",
+                                f"--predictions_json={tmp / 'no_such.json'}"],
+        "unknown_label": ["--mode=eval_detections", f"--gt_json={gt_json}",
+                          "--predictions_json=" + write_json(tmp / "unknown.json", results(
+                              [("v1", "A", 0.9, 0, 10), ("v2", "Zebra", 0.5, 0, 1)]))],
+    }
+    return tmp, run_cli(cases, tmp)
+
+
+def test_eval_prints_the_table_and_writes_metrics_and_detections(cli, tiny_data_dir):
+    tmp, runs = cli
+    result = runs["eval"]
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and not error_lines(result)
+    model_dir = tmp / "eval_model"
+    written = os.listdir(model_dir)
+    assert {"metrics.json", "detections_test.json"} <= set(written)
+    assert not [f for f in written if ".tmp-" in f]   # atomic writes leave no temporary
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert {"tiou_thresholds", "mAP", "average_mAP", "ap_per_class"} <= metrics.keys()
+    assert metrics["tiou_thresholds"] == pytest.approx([0.1 * i for i in range(1, 10)])
+    assert sorted(metrics["ap_per_class"]) == ["action_01", "action_02"]  # GT classes
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("Detection mAP (%) on synthetic (test split)")
+    assert lines[1].split() == ["tIoU"] + [f"{t:.2f}" for t in metrics["tiou_thresholds"]]
+    assert lines[2].split() == ["mAP"] + [f"{100 * m:.2f}" for m in metrics["mAP"]]
+    detections = json.loads((model_dir / "detections_test.json").read_text())
+    assert sorted(detections["results"]) == sorted(
+        v.video_id for v in records.read_videos(tiny_data_dir, "test"))
+
+
+def test_eval_detections_gives_the_hand_computed_map(cli):
+    tmp, runs = cli
+    result = runs["eval_detections"]
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp / "out" / "metrics.json").read_text())
+    # Class A ranks TP (v1), FP, then v2 at tIoU 0.7 (2 instances): at 0.5
+    # precision 1, 1/2, 2/3 at recall 1/2, 1/2, 1 gives AP 1/2 + 1/2 * 2/3;
+    # at 0.75 only the first hits: AP 1/2. Class B hits at tIoU 0.8: AP 1.
+    assert metrics["tiou_thresholds"] == [0.5, 0.75]
+    assert metrics["ap_per_class"] == {"A": pytest.approx([5 / 6, 1 / 2]), "B": [1.0, 1.0]}
+    assert metrics["mAP"] == pytest.approx([(5 / 6 + 1) / 2, (1 / 2 + 1) / 2])
+    assert metrics["average_mAP"] == pytest.approx(5 / 6)
+    assert "mAP    91.67  75.00" in result.stdout
+
+
+def test_visualize_writes_pngs(cli, tiny_data_dir):
+    tmp, runs = cli
+    result = runs["visualize"]
+    assert result.returncode == 0, result.stderr
+    first = [v.video_id for v in records.read_videos(tiny_data_dir, "test")][:2]
+    expected = [str(tmp / "model" / "plots" / f"{v}.png") for v in first]
+    assert result.stdout.split() == expected
+    for path in expected:
+        with open(path, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("case, culprit", [
+    ("missing_data_dir", "data folder not found: {tmp}/no_such_data"),
+    ("no_checkpoint", "no latest checkpoint in {tmp}/untrained"),
+    ("unknown_stream", "--streams must be a non-empty subset of rgb,flow, got rgb,depth"),
+    ("zero_segments", "--num_segments must be at least 1, got 0"),
+    ("missing_predictions", "{tmp}/no_such.json"),
+    ("unknown_label", "label 'Zebra' is not a class of the ground truth"),
+])
+def test_user_error_is_one_line_without_traceback(cli, case, culprit):
+    tmp, runs = cli
+    result = runs[case]
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = error_lines(result)
+    assert len(lines) == 1, result.stderr
+    assert culprit.format(tmp=tmp) in lines[0]
