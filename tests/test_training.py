@@ -117,3 +117,17 @@ def test_speed_knobs_train_and_stay_finite(tiny_data_dir, tiny_info, tmp_path, o
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
     assert logs and all(np.isfinite(v) for v in logs.values())
+
+
+def test_summaries_hold_losses_ramp_and_attention_histograms(tiny_data_dir, tmp_path):
+    from tensorboard.backend.event_processing import event_accumulator
+    train_lib.train_and_evaluate(tiny_config(tiny_data_dir, tmp_path / "m", epochs=1))
+    acc = event_accumulator.EventAccumulator(str(tmp_path / "m" / "train"),
+                                             size_guidance={"tensors": 0})
+    acc.Reload()
+    tags = set(acc.Tags()["tensors"])
+    for stream in ("rgb", "flow"):
+        assert {f"stage1/{stream}/cvae", f"stage2/{stream}/fg", f"stage2/{stream}/bg",
+                f"stage2/{stream}/guide", f"stage2/{stream}/recon",
+                f"{stream}/attention"} <= tags
+    assert {"ramp", "learning_rate"} <= tags

@@ -121,6 +121,7 @@ class Trainer:
         self.manager = tf.train.CheckpointManager(self.checkpoint, ckpt_dir,
                                                   max_to_keep=config.keep_checkpoints)
         self.best_dir = os.path.join(config.model_dir, "best")
+        self.last_attention = {}  # stream -> attention [B, n] of the last stage-2 batch
         jit = config.jit_compile
         self._steps = {CVAE_STAGE: tf.function(self._cvae_step, jit_compile=jit),
                        MODEL_STAGE: tf.function(self._model_step, jit_compile=jit)}
@@ -204,6 +205,7 @@ class Trainer:
             out[f"{s}/loss"] = loss
             out.update({f"{s}/{k}": self._average(v) for k, v in terms.items()})
             out[f"{s}/attention_mean"] = self._average(tf.reduce_mean(att, -1))
+            out[f"{s}/attention"] = att                             # [B, n], for histograms
         return out
 
     # ---- loop ----------------------------------------------------------------
@@ -232,6 +234,10 @@ class Trainer:
                 profile(step)
                 with tf.profiler.experimental.Trace(f"stage{stage}", step_num=step, _r=1):
                     per_replica = self.strategy.run(step_fn, args=(next(iterator), ramp))
+                    for s in self.streams:
+                        if f"{s}/attention" in per_replica:
+                            self.last_attention[s] = self.strategy.experimental_local_results(
+                                per_replica.pop(f"{s}/attention"))[0]
                     out = {k: self.strategy.reduce(
                         tf.distribute.ReduceOp.MEAN if k.endswith("/finite") else
                         tf.distribute.ReduceOp.SUM, v, axis=None)
@@ -277,6 +283,8 @@ class Trainer:
                     tf.summary.scalar(k, v)
                 tf.summary.scalar("ramp", losses.ramp(epoch, cfg.ramp_epochs))
                 tf.summary.scalar("learning_rate", cfg.learning_rate)
+                for s, att in self.last_attention.items():
+                    tf.summary.histogram(f"{s}/attention", att)
             if cfg.eval_every and (epoch + 1) % cfg.eval_every == 0:
                 self._evaluate_and_keep_best(epoch + 1, writer)
             self.manager.save(checkpoint_number=epoch + 1)
