@@ -56,17 +56,7 @@ def _decode(serialized, streams, feature_dim, encoding):
     Unlike parse_video it skips the run-time checks (feature size, NaN/Inf), so
     the encodings are compared on decoding alone.
     """
-    spec = {
-        "video_id": tf.io.FixedLenFeature([], tf.string),
-        "num_segments": tf.io.FixedLenFeature([], tf.int64),
-        "feature_dim": tf.io.FixedLenFeature([], tf.int64),
-        "seconds_per_segment": tf.io.FixedLenFeature([], tf.float32),
-        "duration": tf.io.FixedLenFeature([], tf.float32),
-        "labels": tf.io.VarLenFeature(tf.int64),
-        "gt_start": tf.io.VarLenFeature(tf.float32),
-        "gt_end": tf.io.VarLenFeature(tf.float32),
-        "gt_label": tf.io.VarLenFeature(tf.int64),
-    }
+    spec = dict(records.EXAMPLE_SPEC)
     for stream in streams:
         spec[stream] = (tf.io.FixedLenSequenceFeature([], tf.float32, allow_missing=True)
                         if encoding == "float_list" else tf.io.FixedLenFeature([], tf.string))

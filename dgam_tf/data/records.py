@@ -176,6 +176,20 @@ def encode_video(video, feature_dtype="float16"):
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
+# Parsing spec of every key but the per-stream features.
+EXAMPLE_SPEC = {
+    "video_id": tf.io.FixedLenFeature([], tf.string),
+    "num_segments": tf.io.FixedLenFeature([], tf.int64),
+    "feature_dim": tf.io.FixedLenFeature([], tf.int64),
+    "seconds_per_segment": tf.io.FixedLenFeature([], tf.float32),
+    "duration": tf.io.FixedLenFeature([], tf.float32),
+    "labels": tf.io.VarLenFeature(tf.int64),
+    "gt_start": tf.io.VarLenFeature(tf.float32),
+    "gt_end": tf.io.VarLenFeature(tf.float32),
+    "gt_label": tf.io.VarLenFeature(tf.int64),
+}
+
+
 def parse_video(serialized, streams, feature_dim, feature_dtype="float16"):
     """Parses one serialized Example into a dict of tensors (graph-safe).
 
@@ -185,17 +199,7 @@ def parse_video(serialized, streams, feature_dim, feature_dtype="float16"):
       ids), "gt_start"/"gt_end" [None] float32, "gt_label" [None] int64 and,
       per stream, features [T, D] float32.
     """
-    spec = {
-        "video_id": tf.io.FixedLenFeature([], tf.string),
-        "num_segments": tf.io.FixedLenFeature([], tf.int64),
-        "feature_dim": tf.io.FixedLenFeature([], tf.int64),
-        "seconds_per_segment": tf.io.FixedLenFeature([], tf.float32),
-        "duration": tf.io.FixedLenFeature([], tf.float32),
-        "labels": tf.io.VarLenFeature(tf.int64),
-        "gt_start": tf.io.VarLenFeature(tf.float32),
-        "gt_end": tf.io.VarLenFeature(tf.float32),
-        "gt_label": tf.io.VarLenFeature(tf.int64),
-    }
+    spec = dict(EXAMPLE_SPEC)
     for stream in streams:
         spec[stream] = tf.io.FixedLenFeature([], tf.string)
     ex = tf.io.parse_single_example(serialized, spec)
