@@ -23,24 +23,13 @@ def tiou_thresholds(config):
     return TIOU_THRESHOLDS.get(config.dataset, detection.THUMOS14_TIOU_THRESHOLDS)
 
 
-def localization_config(config):
-    """LocalizationConfig from the localization flags."""
-    return localize.LocalizationConfig(
-        class_threshold=config.class_threshold,
-        fusion_alpha=dgam_flags.per_stream(config, "fusion_alpha"),
-        proposal_threshold=dgam_flags.per_stream(config, "proposal_threshold"),
-        smooth_sigma=config.proposal_smooth_sigma,
-        outer_weight=config.outer_weight,
-        nms_iou=config.nms_iou)
-
-
 @functools.lru_cache(maxsize=8)
 def _output_fn(attention, classifier, num_classes):
     """Per-video outputs as one traced function for any length n (cached, so
     periodic evaluations during training reuse the trace)."""
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32)])
     def fn(x):
-        return video_outputs(attention, classifier, num_classes, x)
+        return [o[0] for o in video_outputs(attention, classifier, num_classes, x[None])]
     return fn
 
 
@@ -54,7 +43,7 @@ def infer_split(modules, data_dir, info, split, config):
       (video dict of numpy values from pipeline.eval_dataset,
        {stream: localize.StreamOutput}, [localize.Detection]).
     """
-    loc_config = localization_config(config)
+    loc_config = localize.LocalizationConfig.from_flags(config)
     fns = {s: _output_fn(a, c, info.num_classes) for s, (a, c) in modules.items()}
     with pipeline.reading(data_dir, info, split):
         for video in pipeline.eval_dataset(data_dir, info, split, config):

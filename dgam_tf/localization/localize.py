@@ -10,6 +10,7 @@ from typing import Mapping, NamedTuple
 
 import numpy as np
 
+from dgam_tf import flags as dgam_flags
 from dgam_tf.errors import UserError
 from dgam_tf.localization import proposals
 
@@ -47,6 +48,16 @@ class LocalizationConfig:
     attention_weight: float = 0.2
     outer_weight: float = 0.3
     nms_iou: float = 0.5
+
+    @classmethod
+    def from_flags(cls, config):
+        """The settings given by the localization flags."""
+        return cls(class_threshold=config.class_threshold,
+                   fusion_alpha=dgam_flags.per_stream(config, "fusion_alpha"),
+                   proposal_threshold=dgam_flags.per_stream(config, "proposal_threshold"),
+                   smooth_sigma=config.proposal_smooth_sigma,
+                   outer_weight=config.outer_weight,
+                   nms_iou=config.nms_iou)
 
     @classmethod
     def for_dataset(cls, dataset):

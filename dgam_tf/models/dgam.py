@@ -36,13 +36,13 @@ class StreamModel(keras.Model):
         if self.cvae is not None:
             self.cvae(x, att, tf.zeros([1, 2, self.cvae.latent_dim]))
 
-    def video_outputs(self, x):
-        """Test-time outputs of one video x [n, D]; see `video_outputs`."""
-        return video_outputs(self.attention, self.classifier, self.num_classes, x)
+    def video_outputs(self, x, lengths=None):
+        """Test-time outputs of a batch x [B, T, D]; see `video_outputs`."""
+        return video_outputs(self.attention, self.classifier, self.num_classes, x, lengths)
 
 
-def video_outputs(attention, classifier, num_classes, x):
-    """Test-time outputs of one video (algorithm.md §5 steps 1 and 3).
+def video_outputs(attention, classifier, num_classes, x, lengths=None):
+    """Test-time outputs of a batch of videos (algorithm.md §5 steps 1 and 3).
 
     Attention and classifier may come from different models (the paper's
     module swap, §7).
@@ -50,16 +50,25 @@ def video_outputs(attention, classifier, num_classes, x):
     Args:
       attention: an Attention; classifier: a Classifier.
       num_classes: C.
-      x: features [n, D].
+      x: features [B, T, D].
+      lengths: optional int32 [B], valid segments of each zero-padded video;
+        padded positions get attention and T-CAM 0 and stay out of the pooling.
 
     Returns:
-      attention [n], class_probs [C] (softmax over C+1, background dropped,
-      not renormalised) and tcam [n, C] (x W^T without bias), float32.
+      attention [B, T], class_probs [B, C] (softmax over C+1 of the
+      attention-pooled feature sum(lambda x) / sum(lambda), background
+      dropped, not renormalised) and tcam [B, T, C] (x W^T without bias),
+      float32.
     """
-    att = tf.cast(attention(x[None])[0], tf.float32)                # [n]
-    x32 = tf.cast(x, tf.float32)
+    x = tf.cast(x, tf.float32)
+    att = tf.cast(attention(x), tf.float32)                          # [B, T]
+    tcam = classifier.tcam(x)[..., :num_classes]                    # [B, T, C]
+    if lengths is not None:
+        mask = tf.sequence_mask(lengths, tf.shape(x)[1])            # [B, T]
+        att = tf.where(mask, att, 0.0)
+        tcam = tf.where(mask[..., None], tcam, 0.0)
     # sum(lambda) only vanishes if every sigmoid underflows; guard the division.
-    f = tf.reduce_sum(att[:, None] * x32, 0) / tf.maximum(tf.reduce_sum(att), 1e-12)  # [D]
-    probs = tf.nn.softmax(classifier(f[None])[0])[:num_classes]
-    tcam = classifier.tcam(x[None])[0, :, :num_classes]             # [n, C]
+    pooled = (tf.reduce_sum(att[..., None] * x, axis=1)
+              / tf.maximum(tf.reduce_sum(att, axis=1, keepdims=True), 1e-12))  # [B, D]
+    probs = tf.nn.softmax(classifier(pooled))[:, :num_classes]      # [B, C]
     return att, probs, tcam
