@@ -35,13 +35,20 @@ def atomic_output_dir(path, overwrite=False):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if os.path.exists(path):
+    if overwrite and os.path.exists(path):
         old = tmp + ".old"
         os.rename(path, old)
         os.rename(tmp, path)
         shutil.rmtree(old, ignore_errors=True)
-    else:
+        return
+    try:
+        # rename() refuses a non-empty target, so a folder that appeared
+        # meanwhile (e.g. a concurrent export's version) is never replaced.
         os.rename(tmp, path)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UserError(f"{path} appeared while it was being written; "
+                        "refusing to overwrite it") from None
 
 
 def atomic_write_bytes(path, data):
