@@ -131,3 +131,10 @@ def test_summaries_hold_losses_ramp_and_attention_histograms(tiny_data_dir, tmp_
                 f"stage2/{stream}/guide", f"stage2/{stream}/recon",
                 f"{stream}/attention"} <= tags
     assert {"ramp", "learning_rate"} <= tags
+
+
+def test_unwritable_model_dir_is_refused_before_any_work(tiny_data_dir, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(UserError, match="cannot write to --model_dir"):
+        train_lib.train_and_evaluate(tiny_config(tiny_data_dir, blocker / "run"))
