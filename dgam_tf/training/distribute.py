@@ -38,6 +38,15 @@ def make_strategy(name):
     raise UserError(f"unknown --strategy {name}")
 
 
+def num_workers(strategy):
+    """Machines taking part (each runs one input pipeline)."""
+    try:
+        devices = strategy.extended.worker_devices
+    except RuntimeError:  # The default strategy: one device, one machine.
+        return 1
+    return strategy.num_replicas_in_sync // len(devices)
+
+
 def is_chief(strategy):
     """True on the worker that writes checkpoints, summaries and metrics."""
     resolver = getattr(strategy.extended, "_cluster_resolver", None)

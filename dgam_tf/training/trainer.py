@@ -133,8 +133,8 @@ class Trainer:
         if cfg.batch_size % strategy.num_replicas_in_sync:
             raise UserError(f"--batch_size {cfg.batch_size} is not divisible by the "
                             f"{strategy.num_replicas_in_sync} replicas")
-        workers = strategy.extended._num_workers if hasattr(
-            strategy.extended, "_num_workers") else 1
+        # One input pipeline per worker; each worker sees its share of videos.
+        workers = distribute.num_workers(strategy)
         steps = (num_videos // workers) // (cfg.batch_size // workers)
         if steps < 1:
             raise UserError(f"--batch_size {cfg.batch_size} exceeds the {num_videos} "
