@@ -21,10 +21,15 @@ def pooled_features(x, attention):
       (sum (1-lambda) + 1e-6), each [B, D] float32.
     """
     x = tf.cast(x, tf.float32)
-    att = tf.cast(attention, tf.float32)[..., None]               # [B, T, 1]
-    f_fg = tf.reduce_sum(att * x, 1) / (tf.reduce_sum(att, 1) + 1.0)
-    f_bg = tf.reduce_sum((1 - att) * x, 1) / (tf.reduce_sum(1 - att, 1) + 1e-6)
-    return f_fg, f_bg
+    att = tf.cast(attention, tf.float32)
+    weights = tf.stack([att, 1 - att], axis=1)                    # [B, 2, T]
+    # Both weighted sums in one batched matmul: one pass over x forward and
+    # one backward (the gradient w.r.t. the weights is also a matmul), where
+    # broadcast products would write [B, T, D] tensors (docs/performance.md).
+    sums = tf.matmul(weights, x)                                  # [B, 2, D]
+    norms = tf.reduce_sum(weights, -1) + tf.constant([1.0, 1e-6])  # [B, 2]
+    pooled = sums / norms[..., None]
+    return pooled[:, 0], pooled[:, 1]
 
 
 def foreground_loss(logits_fg, labels):
