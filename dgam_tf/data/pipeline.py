@@ -71,17 +71,18 @@ def train_dataset(data_dir, info, config, epoch, stage, input_context=None):
         ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
 
     def sample(index, serialized):
-        video = records.parse_video(serialized, info.streams, info.feature_dim,
-                                    info.feature_dtype)
+        seed = tf.stack([tf.constant(draw_seed, tf.int64), index])
+        # Only the sampled rows are decoded, cast and checked: the cost per
+        # video does not grow with its length.
+        video = records.parse_video(
+            serialized, config.streams, info.feature_dim, info.feature_dtype,
+            select=lambda t: sampling.random_perturb_indices(t, config.num_segments, seed))
         has_labels = tf.debugging.Assert(
             tf.size(video["labels"]) > 0,
             ["training video has no labels:", video["video_id"]])
-        seed = tf.stack([tf.constant(draw_seed, tf.int64), index])
+        out = {s: video[s] for s in config.streams}                # [n, D] each
         with tf.control_dependencies([has_labels]):
-            idx = sampling.random_perturb_indices(video["num_segments"],
-                                                  config.num_segments, seed)
-        out = {s: tf.gather(video[s], idx) for s in config.streams}
-        out["labels"] = _multi_hot(video["labels"], info.num_classes)
+            out["labels"] = _multi_hot(video["labels"], info.num_classes)
         if config.gam:
             for k, s in enumerate(config.streams):
                 out[s + "_noise"] = tf.random.stateless_normal(
