@@ -107,8 +107,6 @@ def test_profile_trace_is_written(tiny_data_dir, tmp_path):
                                        dict(jit_compile=True)])
 def test_speed_knobs_train_and_stay_finite(tiny_data_dir, tiny_info, tmp_path, overrides):
     config = tiny_config(tiny_data_dir, tmp_path / "m", epochs=2, **overrides)
-    if config.mixed_precision:
-        keras.mixed_precision.set_dtype_policy(config.mixed_precision)
     try:
         tr = trainer_lib.Trainer(config, tiny_data_dir, tiny_info)
         logs = tr.train()

@@ -99,6 +99,10 @@ class Trainer:
         self.steps_per_stage = self._steps_per_stage()
         self.weights = {s: dgam_flags.loss_weights(config, s) for s in self.streams}
         keras.utils.set_random_seed(config.seed)  # Same initialisation on every run.
+        if config.mixed_precision:
+            # Models built from here on compute in float16/bfloat16; the
+            # layers feeding the losses are float32 (see models/).
+            keras.mixed_precision.set_dtype_policy(config.mixed_precision)
         with self.strategy.scope():
             self.models = build_models(config, info.feature_dim, info.num_classes)
             self.optimizers = {}
