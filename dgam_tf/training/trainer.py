@@ -221,18 +221,34 @@ class Trainer:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
         return int(self.epoch.numpy())
 
-    def _dataset(self, epoch, stage):
-        return self.strategy.distribute_datasets_from_function(
-            lambda ctx: pipeline.train_dataset(self.data_dir, self.info, self.config,
-                                               epoch, stage, ctx))
+    def _dataset(self, epoch, stages):
+        """The epoch's batches, stage after stage, as one distributed dataset:
+        the next stage's reading and shuffling then starts in the background
+        (prefetch) while the current stage's last steps run."""
+        # Per-replica batches one pipeline feeds into a stage's steps; a
+        # stage's leftover batches must not spill into the next stage.
+        batches = (self.steps_per_stage * self.strategy.num_replicas_in_sync
+                   // distribute.num_workers(self.strategy))
 
-    def _run_stage(self, epoch, stage, progbar, profile):
-        """One pass over the training set; returns the stage's mean scalars."""
+        def dataset_fn(ctx):
+            datasets = [pipeline.train_dataset(self.data_dir, self.info, self.config,
+                                               epoch, stage, ctx).take(batches)
+                        for stage in stages]
+            for ds in datasets[1:]:
+                datasets[0] = datasets[0].concatenate(ds)
+            return datasets[0]
+        return self.strategy.distribute_datasets_from_function(dataset_fn)
+
+    def _run_stage(self, epoch, stage, progbar, profile, iterator=None):
+        """One pass over the training set; returns the stage's mean scalars.
+
+        `iterator` yields the stage's batches (default: a fresh one)."""
         ramp = tf.constant(losses.ramp(epoch, self.config.ramp_epochs), tf.float32)
         step_fn = self._steps[stage]
         sums = {}
         with pipeline.reading(self.data_dir, self.info, self.config.train_split):
-            iterator = iter(self._dataset(epoch, stage))
+            if iterator is None:
+                iterator = iter(self._dataset(epoch, [stage]))
             for i in range(self.steps_per_stage):
                 step = int(self.step.numpy())
                 profile(step)
@@ -278,9 +294,10 @@ class Trainer:
                 print(f"Epoch {epoch + 1}/{cfg.epochs}")
                 progbar = keras.utils.Progbar(len(stages) * self.steps_per_stage)
             logs = {}
+            iterator = iter(self._dataset(epoch, stages))
             for stage in stages:
-                logs.update({f"stage{stage}/{k}": v for k, v in
-                             self._run_stage(epoch, stage, progbar, profiler.at_step).items()})
+                logs.update({f"stage{stage}/{k}": v for k, v in self._run_stage(
+                    epoch, stage, progbar, profiler.at_step, iterator).items()})
             self.epoch.assign(epoch + 1)
             with writer.as_default(step=epoch + 1):
                 for k, v in logs.items():
