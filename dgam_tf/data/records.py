@@ -11,7 +11,7 @@ Layout of a dataset folder:
 import dataclasses
 import math
 import os
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 import tensorflow as tf

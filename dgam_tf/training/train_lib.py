@@ -78,10 +78,8 @@ def train_and_evaluate(config, evaluate_fn=None):
     data_dir, info = resolve_data(config)
     with trainer_lib.model_dir_lock(config.model_dir):
         write_settings(config, info)
-        split_eval = None
-        if evaluate_fn is not None:
-            def split_eval(models, split):
-                return evaluate_fn(models, data_dir, info, split, config)
+        split_eval = evaluate_fn and (
+            lambda models, split: evaluate_fn(models, data_dir, info, split, config))
         trainer = trainer_lib.Trainer(config, data_dir, info, evaluate_fn=split_eval)
         trainer.train()
         if evaluate_fn is None or not trainer.chief:

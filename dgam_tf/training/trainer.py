@@ -26,7 +26,6 @@ from dgam_tf.training import distribute, losses
 from dgam_tf.visualization import plots
 
 CVAE_STAGE, MODEL_STAGE = 1, 2
-LOSS_TERMS = ("fg", "bg", "guide", "recon")
 
 
 class NonFiniteError(UserError):
