@@ -4,7 +4,6 @@ Randomness is stateless and keyed by (seed, epoch, stage), so a run resumed
 from a checkpoint sees exactly the batches an uninterrupted run would.
 """
 import contextlib
-import functools
 
 import tensorflow as tf
 
@@ -71,54 +70,33 @@ def train_dataset(data_dir, info, config, epoch, stage, input_context=None):
     if input_context is not None and input_context.num_input_pipelines > 1:
         ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
 
-    sample = _sampler(info, config)
-    ds = ds.map(lambda index, serialized: sample(index, serialized,
-                                                 tf.constant(draw_seed, tf.int64),
-                                                 tf.constant(noise_seed, tf.int64)),
-                num_parallel_calls=AUTOTUNE, deterministic=True)
+    def sample(index, serialized):
+        seed = tf.stack([tf.constant(draw_seed, tf.int64), index])
+        # Only the sampled rows are decoded, cast and checked: the cost per
+        # video does not grow with its length.
+        video = records.parse_video(
+            serialized, config.streams, info.feature_dim, info.feature_dtype,
+            select=lambda t: sampling.random_perturb_indices(t, config.num_segments, seed))
+        has_labels = tf.debugging.Assert(
+            tf.size(video["labels"]) > 0,
+            ["training video has no labels:", video["video_id"]])
+        out = {s: video[s] for s in config.streams}                # [n, D] each
+        with tf.control_dependencies([has_labels]):
+            out["labels"] = _multi_hot(video["labels"], info.num_classes)
+        if config.gam:
+            for k, s in enumerate(config.streams):
+                out[s + "_noise"] = tf.random.stateless_normal(
+                    [config.num_segments, config.latent_dim],
+                    seed=tf.stack([tf.constant(noise_seed + k, tf.int64), index]))
+        return out
+
+    ds = ds.map(sample, num_parallel_calls=AUTOTUNE, deterministic=True)
     ds = ds.batch(batch_size, drop_remainder=True)
     if reuse > 1:
         # Same batches in both stages of the chunk; only their order changes.
         ds = ds.shuffle(info.splits[config.train_split]["num_videos"] // batch_size + 1,
                         seed=_key(config.seed, epoch, stage))
     return ds.prefetch(AUTOTUNE)
-
-
-def _sampler(info, config):
-    """The per-video training map function, traced once per dataset and
-    config: every stage's dataset calls the same tf.function with its seeds
-    as tensors, instead of tracing its own copy (0.1-0.4 s a stage)."""
-    key = (tuple(info.streams), info.feature_dim, info.feature_dtype, info.num_classes,
-           tuple(config.streams), config.num_segments, config.gam, config.latent_dim)
-    if key not in _SAMPLERS:
-        _SAMPLERS[key] = tf.function(functools.partial(_sample, info, config))
-    return _SAMPLERS[key]
-
-
-_SAMPLERS = {}
-
-
-def _sample(info, config, index, serialized, draw_seed, noise_seed):
-    """One training video: random-perturb sampled features [n, D] per stream,
-    multi-hot labels [C] and, with GAM, the CVAE noise [n, L] per stream."""
-    seed = tf.stack([draw_seed, index])
-    # Only the sampled rows are decoded, cast and checked: the cost per
-    # video does not grow with its length.
-    video = records.parse_video(
-        serialized, config.streams, info.feature_dim, info.feature_dtype,
-        select=lambda t: sampling.random_perturb_indices(t, config.num_segments, seed))
-    has_labels = tf.debugging.Assert(
-        tf.size(video["labels"]) > 0,
-        ["training video has no labels:", video["video_id"]])
-    out = {s: video[s] for s in config.streams}                # [n, D] each
-    with tf.control_dependencies([has_labels]):
-        out["labels"] = _multi_hot(video["labels"], info.num_classes)
-    if config.gam:
-        for k, s in enumerate(config.streams):
-            out[s + "_noise"] = tf.random.stateless_normal(
-                [config.num_segments, config.latent_dim],
-                seed=tf.stack([noise_seed + k, index]))
-    return out
 
 
 def eval_dataset(data_dir, info, split, config):
