@@ -218,6 +218,8 @@ class Trainer:
         latest = self.manager.latest_checkpoint
         if latest:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
+            if self.chief:
+                print(f"Resuming from {latest} (epoch {int(self.epoch.numpy())})")
         return int(self.epoch.numpy())
 
     def _dataset(self, epoch, stages):
