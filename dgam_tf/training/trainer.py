@@ -322,21 +322,23 @@ class Trainer:
         draws the first --num_plots videos of the split as summary images
         (--num_plots=0: none)."""
         split = self.config.validation_split
-        if self.evaluate_fn is None or split not in self.info.splits:
+        # Only the chief keeps checkpoints and writes summaries; evaluation
+        # involves no collective ops, so the other workers skip it.
+        if self.evaluate_fn is None or split not in self.info.splits or not self.chief:
             return
         metrics = self.evaluate_fn(self.models, split)
         score = selection_score(metrics)
         with writer.as_default(step=epoch):
             for t, m in zip(metrics["tiou_thresholds"], metrics["mAP"]):
                 tf.summary.scalar(f"{split}/mAP@{t:g}", m)
-            if self.chief and self.config.num_plots > 0:
+            if self.config.num_plots > 0:
                 for video_id, image in plots.summary_images(
                         evaluate.stream_modules(self.models), self.data_dir, self.info,
                         split, self.config):
                     tf.summary.image(f"{split}/{video_id}", image)
         best_file = os.path.join(self.best_dir, "best.json")
         best = _read_score(best_file)
-        if self.chief and (best is None or score > best):
+        if best is None or score > best:
             with io_utils.atomic_output_dir(self.best_dir, overwrite=True) as tmp:
                 self.checkpoint.write(os.path.join(tmp, "ckpt"))
                 io_utils.atomic_write_json(os.path.join(tmp, "best.json"),
