@@ -192,10 +192,12 @@ class Trainer:
             with tf.GradientTape() as tape:
                 att = model.attention(x)                            # [B, n]
                 f_fg, f_bg = losses.pooled_features(x, att)         # [B, D] each
+                logits, tcam = model.classifier.logits_and_tcam(
+                    tf.stack([f_fg, f_bg], axis=1), x)              # [B, 2, C+1], [B, n, C+1]
                 terms = {
-                    "fg": losses.foreground_loss(model.classifier(f_fg), labels),
-                    "bg": losses.background_loss(model.classifier(f_bg)),
-                    "guide": losses.guide_loss(att, model.classifier.tcam(x), labels),
+                    "fg": losses.foreground_loss(logits[:, 0], labels),
+                    "bg": losses.background_loss(logits[:, 1]),
+                    "guide": losses.guide_loss(att, tcam, labels),
                 }
                 per_example = w_fg * terms["fg"] + w_bg * terms["bg"] + w_guide * terms["guide"]
                 if self.config.gam:
