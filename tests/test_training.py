@@ -56,9 +56,7 @@ def test_resumed_run_equals_uninterrupted_run(tiny_data_dir, tmp_path):
     wa, wb = list(weights(a).values()), list(weights(b).values())
     assert len(wa) == len(wb) > 0
     for x, y in zip(wa, wb):
-        # To float32 rounding: see tests/test_reliability.py on rare last-bit
-        # differences between runs.
-        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
+        np.testing.assert_array_equal(x, y)
 
 
 def test_baseline_without_gam_has_no_cvae(tiny_data_dir, tmp_path):
