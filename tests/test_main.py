@@ -12,6 +12,7 @@ stderr and exit status.
 import collections
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -115,6 +116,10 @@ def cli(tiny_data_dir, tiny_model_dir, tmp_path_factory):
     eval_dir = shutil.copytree(tiny_model_dir, tmp / "eval_model")
     model_dir = shutil.copytree(tiny_model_dir, tmp / "model")
     data_args = [f"--data_dir={tiny_data_dir}", *TINY_SAMPLING]
+    diverging = ["--mode=train", "--learning_rate=1e30", "--epochs=2", "--batch_size=4",
+                 "--num_segments=24", "--ramp_epochs=1", "--attention_hidden=8",
+                 "--cvae_hidden=8", "--latent_dim=4", "--eval_every=0", "--noprogress",
+                 *data_args, f"--model_dir={tmp / 'div1'}"]
     cases = {
         "eval": ["--mode=eval", f"--model_dir={eval_dir}", *data_args],
         "eval_detections": [
@@ -135,6 +140,10 @@ def cli(tiny_data_dir, tiny_model_dir, tmp_path_factory):
                            *data_args],
         "zero_segments": ["--mode=train", "--num_segments=0", f"--model_dir={tmp / 'new'}",
                           f"--data_dir={tiny_data_dir}"],
+        # A learning rate that blows the weights up: the step's finiteness
+        # check stops it; --debug_numerics names the first op that overflowed.
+        "diverging": diverging,
+        "diverging_debug": diverging[:-1] + ["--debug_numerics", f"--model_dir={tmp / 'div2'}"],
         "missing_predictions": ["--mode=eval_detections", f"--gt_json={gt_json}",
                                 f"--predictions_json={tmp / 'no_such.json'}"],
         "unknown_label": ["--mode=eval_detections", f"--gt_json={gt_json}",
@@ -199,6 +208,8 @@ def test_visualize_writes_pngs(cli, tiny_data_dir):
     ("unknown_stream", "--streams must be a non-empty subset of rgb,flow, got rgb,depth"),
     ("zero_segments", "--num_segments must be at least 1, got 0"),
     ("missing_predictions", "{tmp}/no_such.json"),
+    ("diverging", "non-finite loss or gradient in stream "),
+    ("diverging_debug", "non-finite value in stream "),
     ("unknown_label", "label 'Zebra' is not a class of the ground truth"),
 ])
 def test_user_error_is_one_line_without_traceback(cli, case, culprit):
@@ -209,3 +220,10 @@ def test_user_error_is_one_line_without_traceback(cli, case, culprit):
     lines = error_lines(result)
     assert len(lines) == 1, result.stderr
     assert culprit.format(tmp=tmp) in lines[0]
+
+
+def test_debug_numerics_names_the_op_and_our_source_line(cli):
+    _, runs = cli
+    line = error_lines(runs["diverging_debug"])[0]
+    assert re.search(r"stage \d, epoch \d, step \d+, from op (rgb|flow)/\S+ \(\w+\) created at "
+                     r"\S*dgam_tf/\S+\.py:\d+ \(\w+\): training stopped", line), line

@@ -9,6 +9,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 import tempfile
 
@@ -169,26 +170,33 @@ class Trainer:
         """Stage 1: CVAE only. batch[s]: [B, n, D]; ramp: r(e) scalar."""
         out = {}
         for s in self.streams:
-            model, x = self.models[s], batch[s]
+            out.update(self._cvae_stream_step(s, batch, ramp))
+        return out
+
+    def _cvae_stream_step(self, s, batch, ramp):
+        model, x = self.models[s], batch[s]
+        with tf.name_scope(s):  # Op names carry the stream (--debug_numerics, profiles).
             att = tf.stop_gradient(model.attention(x))              # [B, n]
             with tf.GradientTape() as tape:
                 l_cvae = self._average(losses.cvae_loss(model.cvae, x, att, self.config.beta,
                                                         batch[s + "_noise"]))
                 loss = self.config.cvae_weight * ramp * l_cvae
-            out[f"{s}/finite"] = self._apply(s, "cvae", tape, loss,
-                                             model.cvae.trainable_variables)
-            out[f"{s}/cvae"] = l_cvae
-        return out
+            return {f"{s}/finite": self._apply(s, "cvae", tape, loss,
+                                               model.cvae.trainable_variables),
+                    f"{s}/cvae": l_cvae}
 
     def _model_step(self, batch, ramp):
         """Stage 2: attention + classifier. batch[s]: [B, n, D]; labels [B, C]."""
         out = {}
-        labels = batch["labels"]
         for s in self.streams:
-            model, x = self.models[s], batch[s]
-            w_fg, w_bg, w_guide, w_recon = self.weights[s]
-            variables = (model.attention.trainable_variables +
-                         model.classifier.trainable_variables)
+            out.update(self._model_stream_step(s, batch, ramp))
+        return out
+
+    def _model_stream_step(self, s, batch, ramp):
+        model, x, labels = self.models[s], batch[s], batch["labels"]
+        w_fg, w_bg, w_guide, w_recon = self.weights[s]
+        variables = model.attention.trainable_variables + model.classifier.trainable_variables
+        with tf.name_scope(s):
             with tf.GradientTape() as tape:
                 att = model.attention(x)                            # [B, n]
                 f_fg, f_bg = losses.pooled_features(x, att)         # [B, D] each
@@ -206,12 +214,12 @@ class Trainer:
                     recon_ramp = ramp if self.config.ramp_recon else 1.0
                     per_example += w_recon * recon_ramp * terms["recon"]
                 loss = self._average(per_example)
-            out[f"{s}/finite"] = self._apply(s, "model", tape, loss, variables)
-            out[f"{s}/loss"] = loss
+            out = {f"{s}/finite": self._apply(s, "model", tape, loss, variables),
+                   f"{s}/loss": loss,
+                   f"{s}/attention_mean": self._average(tf.reduce_mean(att, -1)),
+                   f"{s}/attention": att}                           # [B, n], for histograms
             out.update({f"{s}/{k}": self._average(v) for k, v in terms.items()})
-            out[f"{s}/attention_mean"] = self._average(tf.reduce_mean(att, -1))
-            out[f"{s}/attention"] = att                             # [B, n], for histograms
-        return out
+            return out
 
     # ---- loop ----------------------------------------------------------------
 
@@ -256,7 +264,16 @@ class Trainer:
                 step = int(self.step.numpy())
                 profile(step)
                 with tf.profiler.experimental.Trace(f"stage{stage}", step_num=step, _r=1):
-                    per_replica = self.strategy.run(step_fn, args=(next(iterator), ramp))
+                    try:
+                        per_replica = self.strategy.run(step_fn, args=(next(iterator), ramp))
+                    except tf.errors.InvalidArgumentError as e:
+                        culprit = numerics_culprit(e, self.streams)
+                        if culprit is None:
+                            raise                       # a data error: see pipeline.reading
+                        stream, op = culprit
+                        raise NonFiniteError(
+                            f"non-finite value in stream {stream}, stage {stage}, epoch "
+                            f"{epoch}, step {i}, from {op}: {self._stopped()}") from None
                     for s in self.streams:
                         if f"{s}/attention" in per_replica:
                             self.last_attention[s] = self.strategy.experimental_local_results(
@@ -272,14 +289,17 @@ class Trainer:
                             np.isfinite(v) for k, v in values.items() if k.startswith(s)):
                         raise NonFiniteError(
                             f"non-finite loss or gradient in stream {s}, stage {stage}, "
-                            f"epoch {epoch}, step {i}: training stopped; the last good "
-                            f"checkpoint is kept ({self.manager.latest_checkpoint or 'none yet'})")
+                            f"epoch {epoch}, step {i}: {self._stopped()}")
                 for k, v in values.items():
                     sums[k] = sums.get(k, 0.0) + v
                 if progbar is not None:
                     progbar.add(1, [(f"{k}", v) for k, v in values.items()
                                     if k.endswith(("/cvae", "/loss"))])
         return {k: v / self.steps_per_stage for k, v in sums.items()}
+
+    def _stopped(self):
+        return ("training stopped; the last good checkpoint is kept "
+                f"({self.manager.latest_checkpoint or 'none yet'})")
 
     def train(self):
         """Trains from the latest checkpoint to --epochs; returns the last
@@ -345,6 +365,28 @@ class Trainer:
                 self.checkpoint.write(os.path.join(tmp, "ckpt"))
                 io_utils.atomic_write_json(os.path.join(tmp, "best.json"),
                                            {"epoch": epoch, "split": split, "score": score})
+
+
+_NUMERICS_OP = re.compile(r'Detected Infinity or NaN in output \d+ of (?:graph|eagerly-executing) '
+                          r'op "(\w+)"')
+_NUMERICS_NODE = re.compile(r"Detected at node '?([^\s']+?)/CheckNumerics")
+_USER_FRAME = re.compile(r"\+ (\S+) \(L(\d+)\) (\S+)\n -> ")
+
+
+def numerics_culprit(error, streams):
+    """(stream, "op NAME (TYPE) created at FILE:LINE (FUNCTION)") for an error
+    of tf.debugging.enable_check_numerics (--debug_numerics), else None."""
+    text = str(error)
+    op_type = _NUMERICS_OP.search(text)
+    if op_type is None:
+        return None
+    node = _NUMERICS_NODE.search(text)
+    name = node.group(1) if node else op_type.group(1)
+    stream = name.split("/")[0] if name.split("/")[0] in streams else "?"
+    frames = _USER_FRAME.findall(text)             # outermost first
+    ours = [f for f in frames if "dgam_tf" in f[0]] or frames
+    where = f" created at {ours[-1][0]}:{ours[-1][1]} ({ours[-1][2]})" if ours else ""
+    return stream, f"op {name} ({op_type.group(1)}){where}"
 
 
 def selection_score(metrics):
