@@ -43,6 +43,9 @@ def define_flags(fv=flags.FLAGS):
                          "the paper: 400).", **d)
     flags.DEFINE_integer("test_min_segments", 50, "Test sampling n = clip(T, min, max).", **d)
     flags.DEFINE_integer("test_max_segments", 400, "Test sampling n = clip(T, min, max).", **d)
+    flags.DEFINE_boolean("skip_bad_records", False, "Read every record first and leave out "
+                         "the ones that fail (counted and reported) instead of stopping at "
+                         "the first.", **d)
     flags.DEFINE_integer("shuffle_buffer", 256, "Videos held for shuffling (bounds memory).", **d)
     flags.DEFINE_integer("batch_reuse_epochs", 1,
                          "Draw batches once per this many epochs and reuse them in both "

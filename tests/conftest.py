@@ -1,6 +1,7 @@
 """Session-scoped fixtures: one tiny synthetic dataset and one tiny trained
 model, shared by every test that needs them (keeps the suite fast)."""
 import os
+import struct
 
 # Quiet TF's C++ start-up chatter in test output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -21,6 +22,17 @@ def tiny_config(data_dir, model_dir, **overrides):
     """Flags for a tiny run on `data_dir` (tiny shapes, two epochs)."""
     return dgam_flags.make_config(data_dir=str(data_dir), model_dir=str(model_dir),
                                   **{**TINY_MODEL, **overrides})
+
+
+def tfrecord_ends(raw):
+    """End offsets of the records of a TFRecord file's bytes (each: 8-byte
+    length, 4-byte length CRC, data, 4-byte data CRC), read with struct."""
+    ends, pos = [], 0
+    while pos + 8 <= len(raw):
+        (length,) = struct.unpack("<Q", raw[pos:pos + 8])
+        pos += 16 + length
+        ends.append(pos)
+    return ends
 
 
 @pytest.fixture(scope="session")

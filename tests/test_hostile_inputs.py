@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 from hypothesis import strategies as st
 
-from conftest import tiny_config
+from conftest import tfrecord_ends, tiny_config
 from dgam_tf.data import converters, pipeline, records
 from dgam_tf.errors import UserError
 
@@ -177,3 +177,46 @@ def test_npy_dir_converter_with_hostile_feature_files(tmp_path_factory, data):
         assert not out.exists()
     else:
         assert info.splits["test"]["num_videos"] == 2
+
+
+@SETTINGS
+@hypothesis.given(data=st.data(), mutation=MUTATIONS)
+def test_skip_bad_records_keeps_exactly_the_good_videos(dataset, tmp_path_factory, data,
+                                                        mutation):
+    raw = _raw(dataset)
+    ends = tfrecord_ends(raw)
+    ids = ["v0", "v1", "v2"]
+    kind = data.draw(st.sampled_from(["truncate", "flip", "insert"]), "kind")
+    if kind == "truncate":
+        cut = data.draw(st.integers(0, len(raw) - 1), "cut")
+        corrupt, expected = raw[:cut], ids[:sum(e <= cut for e in ends)]
+    elif kind == "flip":   # Any flipped byte fails a CRC: records before it stay.
+        pos = data.draw(st.integers(0, len(raw) - 1), "byte")
+        corrupt = raw[:pos] + bytes([raw[pos] ^ 0xA5]) + raw[pos + 1:]
+        expected = ids[:sum(e <= pos for e in ends)]
+    else:                  # A well-framed record with a bad field, among the good.
+        fields = _good_fields()
+        bad_kind, value = mutation
+        fields.pop(value) if bad_kind == "drop" else fields.update(rgb=("bytes", [b"\x00"]))
+        at = data.draw(st.integers(0, 3), "at")
+        serialized = [r.numpy() for r in tf.data.TFRecordDataset(
+            os.path.join(dataset, records.load_info(dataset).splits["train"]["files"][0]))]
+        serialized.insert(at, _example(**fields))
+        path = tmp_path_factory.mktemp("w") / "shard"
+        with tf.io.TFRecordWriter(str(path)) as w:
+            for s in serialized:
+                w.write(s)
+        corrupt, expected = path.read_bytes(), ids
+    tmp = tmp_path_factory.mktemp("c")
+    case = _with_file(dataset, tmp, corrupt)
+    reports = []
+    info = records.skip_bad_records(case, records.load_info(case), report=reports.append)
+    assert info.splits["train"]["num_videos"] == len(expected)
+    assert len(reports) == 1   # every case here loses or adds a record
+    config = tiny_config(case, tmp / "m", batch_size=1, num_segments=3)
+    got = [v["video_id"].numpy().decode() for v in pipeline.eval_dataset(case, info, "train",
+                                                                          config)]
+    assert got == expected
+    batches = list(pipeline.train_dataset(case, info, config, 0, 1)) if expected else []
+    assert len(batches) == len(expected)
+    assert all(np.all(b["rgb"].numpy() == 1) for b in batches)

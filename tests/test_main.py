@@ -19,6 +19,7 @@ import sys
 
 import pytest
 
+from conftest import tfrecord_ends
 from dgam_tf.data import records
 from dgam_tf.training import train_lib
 
@@ -116,10 +117,22 @@ def cli(tiny_data_dir, tiny_model_dir, tmp_path_factory):
     eval_dir = shutil.copytree(tiny_model_dir, tmp / "eval_model")
     model_dir = shutil.copytree(tiny_model_dir, tmp / "model")
     data_args = [f"--data_dir={tiny_data_dir}", *TINY_SAMPLING]
-    diverging = ["--mode=train", "--learning_rate=1e30", "--epochs=2", "--batch_size=4",
-                 "--num_segments=24", "--ramp_epochs=1", "--attention_hidden=8",
-                 "--cvae_hidden=8", "--latent_dim=4", "--eval_every=0", "--noprogress",
-                 *data_args, f"--model_dir={tmp / 'div1'}"]
+    # Copies of the data whose first train shard lost its last record: cut at
+    # the record boundary (reads cleanly, one video short), or a flipped byte.
+    shard = records.load_info(tiny_data_dir).splits["train"]["files"][0]
+    raw = open(os.path.join(tiny_data_dir, shard), "rb").read()
+    last_start = ([0] + tfrecord_ends(raw))[-2]
+    cut_data, flipped_data = (shutil.copytree(tiny_data_dir, tmp / name)
+                              for name in ("cut_data", "flipped_data"))
+    with open(os.path.join(cut_data, shard), "wb") as f:
+        f.write(raw[:last_start])
+    with open(os.path.join(flipped_data, shard), "wb") as f:
+        f.write(raw[:last_start + 20] + bytes([raw[last_start + 20] ^ 1]) + raw[last_start + 21:])
+    train_tiny = ["--mode=train", "--epochs=2", "--batch_size=4", "--num_segments=24",
+                  "--ramp_epochs=1", "--attention_hidden=8", "--cvae_hidden=8",
+                  "--latent_dim=4", "--eval_every=0", "--noprogress", *TINY_SAMPLING]
+    diverging = train_tiny + ["--learning_rate=1e30", f"--data_dir={tiny_data_dir}",
+                              f"--model_dir={tmp / 'div1'}"]
     cases = {
         "eval": ["--mode=eval", f"--model_dir={eval_dir}", *data_args],
         "eval_detections": [
@@ -144,6 +157,11 @@ def cli(tiny_data_dir, tiny_model_dir, tmp_path_factory):
         # check stops it; --debug_numerics names the first op that overflowed.
         "diverging": diverging,
         "diverging_debug": diverging[:-1] + ["--debug_numerics", f"--model_dir={tmp / 'div2'}"],
+        "cut_shard": train_tiny + [f"--data_dir={cut_data}", f"--model_dir={tmp / 'cut'}"],
+        "flipped_byte": train_tiny + [f"--data_dir={flipped_data}",
+                                      f"--model_dir={tmp / 'flip1'}"],
+        "skip_bad_records": train_tiny + [f"--data_dir={flipped_data}", "--skip_bad_records",
+                                          f"--model_dir={tmp / 'flip2'}"],
         "missing_predictions": ["--mode=eval_detections", f"--gt_json={gt_json}",
                                 f"--predictions_json={tmp / 'no_such.json'}"],
         "unknown_label": ["--mode=eval_detections", f"--gt_json={gt_json}",
@@ -209,6 +227,9 @@ def test_visualize_writes_pngs(cli, tiny_data_dir):
     ("zero_segments", "--num_segments must be at least 1, got 0"),
     ("missing_predictions", "{tmp}/no_such.json"),
     ("diverging", "non-finite loss or gradient in stream "),
+    ("cut_shard", "split 'train' of {tmp}/cut_data holds fewer videos than the 8 its "
+                  "dataset.json declares"),
+    ("flipped_byte", "corrupt record in {tmp}/flipped_data/train-00000-of-00002.tfrecord: "),
     ("diverging_debug", "non-finite value in stream "),
     ("unknown_label", "label 'Zebra' is not a class of the ground truth"),
 ])
@@ -227,3 +248,12 @@ def test_debug_numerics_names_the_op_and_our_source_line(cli):
     line = error_lines(runs["diverging_debug"])[0]
     assert re.search(r"stage \d, epoch \d, step \d+, from op (rgb|flow)/\S+ \(\w+\) created at "
                      r"\S*dgam_tf/\S+\.py:\d+ \(\w+\): training stopped", line), line
+
+
+def test_skip_bad_records_trains_on_the_good_videos_and_says_so(cli):
+    tmp, runs = cli
+    result = runs["skip_bad_records"]
+    assert result.returncode == 0, result.stderr
+    assert ("--skip_bad_records: split 'train' keeps 7 of the 8 videos dataset.json declares; "
+            f"1 bad part(s), first: {tmp}/flipped_data/train-00000-of-00002.tfrecord from "
+            "record 3 on: ") in result.stdout

@@ -21,13 +21,25 @@ def _key(*parts):
     return key
 
 
-def _read(files, shuffle_seed=None):
-    """Interleaved, deterministic reading of shard files; shuffled file order."""
-    ds = tf.data.Dataset.from_tensor_slices(files)
+def _read(data_dir, info, split, shuffle_seed=None):
+    """The serialized records of a split: its shard files interleaved in a
+    shuffled order (with shuffle_seed) or one after another (without), less
+    the records that --skip_bad_records found bad (records.skip_bad_records)."""
+    bad = info.splits[split].get("bad_records", {})
+    marks = [bad.get(name, [-1, []]) for name in info.splits[split]["files"]]
+    ds = tf.data.Dataset.from_tensor_slices((
+        info.split_files(data_dir, split),
+        tf.constant([readable for readable, _ in marks], tf.int64),     # -1: all
+        tf.ragged.constant([indices for _, indices in marks], tf.int64,
+                           ragged_rank=1, inner_shape=())))             # bad records
     if shuffle_seed is not None:
-        ds = ds.shuffle(len(files), seed=shuffle_seed)
-    return ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8),
-                         num_parallel_calls=AUTOTUNE, deterministic=True)
+        ds = ds.shuffle(len(marks), seed=shuffle_seed)
+
+    def good_records(path, readable, bad_indices):
+        return tf.data.TFRecordDataset(path).take(readable).enumerate().filter(
+            lambda i, _: tf.reduce_all(i != bad_indices)).map(lambda _, record: record)
+    return ds.interleave(good_records, num_parallel_calls=AUTOTUNE, deterministic=True,
+                         cycle_length=min(len(marks), 8) if shuffle_seed is not None else 1)
 
 
 def _multi_hot(labels, num_classes):
@@ -54,7 +66,6 @@ def train_dataset(data_dir, info, config, epoch, stage, input_context=None):
       stage and the video's position) so that it does not depend on how a
       batch is split across replicas, and costs the training step nothing.
     """
-    files = info.split_files(data_dir, config.train_split)
     batch_size = config.batch_size
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(config.batch_size)
@@ -65,7 +76,7 @@ def train_dataset(data_dir, info, config, epoch, stage, input_context=None):
     draw_seed = _key(*draw)
     noise_seed = _key(config.seed, epoch, stage, 1)
     buffer = min(config.shuffle_buffer, info.splits[config.train_split]["num_videos"])
-    ds = _read(files, shuffle_seed=draw_seed).shuffle(buffer, seed=draw_seed)
+    ds = _read(data_dir, info, config.train_split, draw_seed).shuffle(buffer, seed=draw_seed)
     ds = ds.enumerate()
     if input_context is not None and input_context.num_input_pipelines > 1:
         ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
@@ -107,8 +118,6 @@ def eval_dataset(data_dir, info, split, config):
       "duration" [], "seconds_per_segment" [], "labels" [L] int64,
       "gt_start"/"gt_end" [G], "gt_label" [G], and per stream [n, D].
     """
-    files = info.split_files(data_dir, split)
-
     def sample(serialized):
         video = records.parse_video(serialized, info.streams, info.feature_dim,
                                     info.feature_dtype)
@@ -119,8 +128,7 @@ def eval_dataset(data_dir, info, split, config):
             video[s] = tf.gather(video[s], idx)
         return video
 
-    ds = tf.data.TFRecordDataset(files)
-    return ds.map(sample, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)
+    return _read(data_dir, info, split).map(sample, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)
 
 
 @contextlib.contextmanager
@@ -133,6 +141,15 @@ def reading(data_dir, info, split):
         raise UserError(_locate_bad_record(data_dir, info, split) or
                         f"bad record in split '{split}' of {data_dir}: "
                         f"{records.first_line(e)}") from None
+
+
+def fewer_videos_error(data_dir, info, split):
+    """For a split that read cleanly but ran out before the count its
+    dataset.json declares (which sizes the training stages)."""
+    return UserError(f"split '{split}' of {data_dir} holds fewer videos than the "
+                     f"{info.splits[split]['num_videos']} its dataset.json declares (a shard "
+                     "cut at a record boundary?): rewrite the dataset, or pass "
+                     "--skip_bad_records to use the videos that are there")
 
 
 def _locate_bad_record(data_dir, info, split):

@@ -9,8 +9,10 @@ Layout of a dataset folder:
     test-00000-of-00002.tfrecord
 """
 import dataclasses
+import itertools
 import math
 import os
+import re
 from typing import Dict, List, Tuple
 
 import numpy as np
@@ -342,7 +344,59 @@ def read_videos_from_file(path, info):
                 ex["gt_start"].numpy(), ex["gt_end"].numpy(), ex["gt_label"].numpy())])
 
 
+def skip_bad_records(data_dir, info, report=print):
+    """--skip_bad_records: reads every record of every split and returns a
+    copy of `info` whose splits count only the good videos and list the bad
+    records under "bad_records" ({file: [readable, [indices]]}), which
+    data.pipeline then leaves out. `report` gets one line per split with bad
+    records, naming the first of them.
+
+    A record that fails to parse or validate is skipped alone; where a
+    shard's framing breaks (truncated, or a length or checksum is corrupt),
+    the rest of that shard is skipped (readable = records before the break;
+    -1: all)."""
+    parse = tf.function(lambda s: parse_video(s, info.streams, info.feature_dim,
+                                              info.feature_dtype)["num_segments"],
+                        input_signature=[tf.TensorSpec([], tf.string)])
+    splits = {}
+    for split, entry in info.splits.items():
+        bad, notes, good = {}, [], 0
+        for name in entry["files"]:
+            path = os.path.join(data_dir, name)
+            readable, indices = -1, []
+            it = iter(tf.data.TFRecordDataset(path))
+            for index in itertools.count():
+                try:
+                    serialized = next(it)
+                except StopIteration:
+                    break
+                except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+                    readable = index
+                    notes.append(f"{path} from record {index} on: {first_line(e)}")
+                    break
+                try:
+                    parse(serialized)
+                    good += 1
+                except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+                    indices.append(index)
+                    notes.append(f"{path} record {index}: {first_line(e)}")
+            if readable >= 0 or indices:
+                bad[name] = [readable, indices]
+        splits[split] = dict(entry, num_videos=good, bad_records=bad)
+        if notes or good != entry["num_videos"]:
+            first = notes[0] if notes else "no read error: shards hold fewer records than " \
+                "dataset.json declares (a shard cut at a record boundary?)"
+            report(f"--skip_bad_records: split '{split}' keeps {good} of the "
+                   f"{entry['num_videos']} videos dataset.json declares; {len(notes)} bad "
+                   f"part(s), first: {first}")
+    return dataclasses.replace(info, splits=splits)
+
+
 def first_line(error):
-    """The first line of a TF error's message (no op trace)."""
+    """The first line of a TF error's message, without the function-node
+    prefix and op suffix TF adds (no op trace)."""
     msg = getattr(error, "message", str(error)).strip()
-    return msg.splitlines()[0] if msg else type(error).__name__
+    line = msg.splitlines()[0] if msg else ""
+    line = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", line)
+    line = re.sub(r"\s*\[Op:\w+\]( name:\s*\S*)?\s*$", "", line)
+    return line or type(error).__name__

@@ -45,8 +45,9 @@ def infer_split(modules, data_dir, info, split, config):
     """
     loc_config = localize.LocalizationConfig.from_flags(config)
     fns = {s: _output_fn(a, c, info.num_classes) for s, (a, c) in modules.items()}
+    count = 0
     with pipeline.reading(data_dir, info, split):
-        for video in pipeline.eval_dataset(data_dir, info, split, config):
+        for count, video in enumerate(pipeline.eval_dataset(data_dir, info, split, config), 1):
             outputs = {s: localize.StreamOutput(*(t.numpy() for t in fn(video[s])))
                        for s, fn in fns.items()}
             video = {k: v.numpy() for k, v in video.items()}
@@ -54,6 +55,8 @@ def infer_split(modules, data_dir, info, split, config):
                 outputs, int(video["num_segments"]), loc_config,
                 seconds_per_segment=float(video["seconds_per_segment"]))
             yield video, outputs, detections
+    if count < info.splits[split]["num_videos"]:
+        raise pipeline.fewer_videos_error(data_dir, info, split)
 
 
 def frame_statistics(samples, attention_high, cls_high):

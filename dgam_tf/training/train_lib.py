@@ -20,7 +20,8 @@ MODEL_FLAGS = ("streams", "attention_hidden", "cvae_hidden", "latent_dim", "gam"
 
 def resolve_data(config):
     """(data_dir, DatasetInfo): --data_dir, or the built-in synthetic data,
-    generated on first use; checks --feature_dim/--num_classes/--streams."""
+    generated on first use; checks --feature_dim/--num_classes/--streams and,
+    with --skip_bad_records, finds the bad records to leave out."""
     data_dir = config.data_dir
     if not data_dir:
         data_dir = os.path.join(config.synthetic_cache, f"v{SYNTHETIC_VERSION}")
@@ -28,6 +29,8 @@ def resolve_data(config):
             print(f"Generating the built-in synthetic dataset in {data_dir} (once)...")
             synthetic.generate(data_dir, overwrite=True)
     info = records.load_info(data_dir)
+    if config.skip_bad_records:
+        info = records.skip_bad_records(data_dir, info)
     if config.feature_dim is not None and config.feature_dim != info.feature_dim:
         raise UserError(f"--feature_dim={config.feature_dim} but the records in "
                         f"{data_dir} have feature size {info.feature_dim}")

@@ -265,7 +265,12 @@ class Trainer:
                 profile(step)
                 with tf.profiler.experimental.Trace(f"stage{stage}", step_num=step, _r=1):
                     try:
-                        per_replica = self.strategy.run(step_fn, args=(next(iterator), ramp))
+                        batch = next(iterator)
+                    except StopIteration:
+                        raise pipeline.fewer_videos_error(
+                            self.data_dir, self.info, self.config.train_split) from None
+                    try:
+                        per_replica = self.strategy.run(step_fn, args=(batch, ramp))
                     except tf.errors.InvalidArgumentError as e:
                         culprit = numerics_culprit(e, self.streams)
                         if culprit is None:
