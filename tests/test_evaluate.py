@@ -3,13 +3,14 @@ statistics and their sampling on hand-worked cases, the split mAP against the
 standalone eval_detections path on the written files, and the module swap
 (§7) against outputs computed in numpy from the two models' weights."""
 import json
+import os
 import re
 import shutil
 
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from conftest import tfrecord_ends, tiny_config
 from dgam_tf.data import records
 from dgam_tf.errors import UserError
 from dgam_tf.evaluation import detection, evaluate
@@ -159,3 +160,18 @@ def test_module_swap_refuses_a_classifier_trained_on_other_classes(
                          classifier_checkpoint=str(other))
     with pytest.raises(UserError, match=re.escape(f"model in {other} was trained on other")):
         evaluate.load_modules(config)
+
+
+def test_a_test_split_cut_at_a_record_boundary_is_refused(tiny_data_dir, tiny_model_dir,
+                                                          tmp_path):
+    """Its shards read cleanly but one video short: scoring the rest would be
+    silently wrong."""
+    data_dir = shutil.copytree(tiny_data_dir, tmp_path / "cut")
+    info = records.load_info(data_dir)
+    shard = os.path.join(data_dir, info.splits["test"]["files"][0])
+    raw = open(shard, "rb").read()
+    with open(shard, "wb") as f:
+        f.write(raw[:tfrecord_ends(raw)[0]])      # keep its first record only
+    models, _ = train_lib.load_models(tiny_model_dir)
+    with pytest.raises(UserError, match=r"split 'test' of .* holds fewer videos than the 4 "):
+        evaluate.evaluate_split(models, data_dir, info, "test", tiny_config(data_dir, tmp_path))

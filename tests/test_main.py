@@ -128,7 +128,7 @@ def cli(tiny_data_dir, tiny_model_dir, tmp_path_factory):
         f.write(raw[:last_start])
     with open(os.path.join(flipped_data, shard), "wb") as f:
         f.write(raw[:last_start + 20] + bytes([raw[last_start + 20] ^ 1]) + raw[last_start + 21:])
-    train_tiny = ["--mode=train", "--epochs=2", "--batch_size=4", "--num_segments=24",
+    train_tiny = ["--mode=train", "--epochs=1", "--batch_size=4", "--num_segments=24",
                   "--ramp_epochs=1", "--attention_hidden=8", "--cvae_hidden=8",
                   "--latent_dim=4", "--eval_every=0", "--noprogress", *TINY_SAMPLING]
     diverging = train_tiny + ["--learning_rate=1e30", f"--data_dir={tiny_data_dir}",
