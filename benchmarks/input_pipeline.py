@@ -17,6 +17,8 @@ does (a new dataset per stage), and reports:
   step takes about 0.4 s (benchmarks/train_step.py), so 80 videos/s; the goal
   is >= 10x that, so that the step never waits for its input and the
   pipeline takes little of the CPU it shares with the step;
+* the time of the --skip_bad_records pre-scan of the set (every record
+  read and validated once), against a training epoch's time;
 * peak RSS of the child (resource.getrusage), minus the RSS after TF import
   and before reading. It must not grow with the number of videos: the
   shuffle buffer (--shuffle_buffer, default 256 videos, of serialized
@@ -82,6 +84,15 @@ def write_dataset(path, num_videos, feature_dim, num_classes=20, num_shards=4):
                 video_id=f"video_validation_{i:07d}", features=features, labels=labels,
                 duration=t * records.DEFAULT_SECONDS_PER_SEGMENT))
     return lengths
+
+
+def scan_seconds(data_dir):
+    """Time of the --skip_bad_records pre-scan (records.skip_bad_records)."""
+    from dgam_tf.data import records
+    info = records.load_info(data_dir)
+    start = time.perf_counter()
+    records.skip_bad_records(data_dir, info)
+    return time.perf_counter() - start
 
 
 def rss_mb(peak):
@@ -161,6 +172,11 @@ def main():
             print(f"{n} videos: T mean {lengths.mean():.0f}, median {np.median(lengths):.0f}, "
                   f"max {lengths.max()}; {size:.0f} MiB of records "
                   f"(written in {time.perf_counter() - start:.0f} s)", flush=True)
+            scan_s = scan_seconds(data_dir)
+            epoch_s = 2 * (n // args.batch_size) * STEP_SECONDS
+            print(f"  --skip_bad_records scan: {scan_s:.2f} s = {scan_s / epoch_s:.2f} of a "
+                  f"training epoch ({epoch_s:.1f} s: two stages of {n // args.batch_size} "
+                  f"steps of {STEP_SECONDS} s)", flush=True)
             for buffer in (int(v) for v in args.shuffle_buffers.split(",")):
                 out = subprocess.run(
                     [sys.executable, os.path.abspath(__file__), f"--child={data_dir},{buffer}",
@@ -169,6 +185,7 @@ def main():
                     check=True, capture_output=True, text=True)
                 r = json.loads(out.stdout.strip().splitlines()[-1])
                 r.update(num_videos=n, shuffle_buffer=buffer, records_mib=round(size, 1),
+                         skip_bad_records_scan_s=scan_s,
                          mean_segments=float(lengths.mean()), max_segments=int(lengths.max()))
                 results.append(r)
                 print(f"  shuffle_buffer {buffer}: {r['videos_per_s']:.0f} videos/s overall, "
