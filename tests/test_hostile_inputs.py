@@ -108,9 +108,8 @@ MUTATIONS = st.one_of(
 )
 
 
-@SETTINGS
-@hypothesis.given(mutation=MUTATIONS)
-def test_records_with_bad_fields(dataset, tmp_path_factory, mutation):
+def _bad_example(mutation):
+    """A serialized record with one field broken as `mutation` (MUTATIONS) says."""
     kind, value = mutation
     fields = _good_fields()
     if kind == "drop":
@@ -125,9 +124,15 @@ def test_records_with_bad_fields(dataset, tmp_path_factory, mutation):
         x = np.ones((5, D), np.float16)
         x[2, 1] = value
         fields["rgb"] = ("bytes", [x.tobytes()])
+    return _example(**fields)
+
+
+@SETTINGS
+@hypothesis.given(mutation=MUTATIONS)
+def test_records_with_bad_fields(dataset, tmp_path_factory, mutation):
     writer_path = tmp_path_factory.mktemp("r") / "shard"
     with tf.io.TFRecordWriter(str(writer_path)) as w:
-        w.write(_example(**fields))
+        w.write(_bad_example(mutation))
     tmp = tmp_path_factory.mktemp("c")
     case = _with_file(dataset, tmp, open(writer_path, "rb").read())
     with pytest.raises(UserError) as e:
@@ -195,13 +200,10 @@ def test_skip_bad_records_keeps_exactly_the_good_videos(dataset, tmp_path_factor
         corrupt = raw[:pos] + bytes([raw[pos] ^ 0xA5]) + raw[pos + 1:]
         expected = ids[:sum(e <= pos for e in ends)]
     else:                  # A well-framed record with a bad field, among the good.
-        fields = _good_fields()
-        bad_kind, value = mutation
-        fields.pop(value) if bad_kind == "drop" else fields.update(rgb=("bytes", [b"\x00"]))
         at = data.draw(st.integers(0, 3), "at")
         serialized = [r.numpy() for r in tf.data.TFRecordDataset(
             os.path.join(dataset, records.load_info(dataset).splits["train"]["files"][0]))]
-        serialized.insert(at, _example(**fields))
+        serialized.insert(at, _bad_example(mutation))
         path = tmp_path_factory.mktemp("w") / "shard"
         with tf.io.TFRecordWriter(str(path)) as w:
             for s in serialized:
@@ -220,3 +222,15 @@ def test_skip_bad_records_keeps_exactly_the_good_videos(dataset, tmp_path_factor
     batches = list(pipeline.train_dataset(case, info, config, 0, 1)) if expected else []
     assert len(batches) == len(expected)
     assert all(np.all(b["rgb"].numpy() == 1) for b in batches)
+
+
+def test_num_segments_that_wraps_around_int32_is_refused(dataset, tmp_path):
+    """2^32 + 5 segments with the bytes of 5: a cast to int32 alone reads 5."""
+    fields = _good_fields()
+    fields["num_segments"] = ("int", [2**32 + 5])
+    path = tmp_path / "shard"
+    with tf.io.TFRecordWriter(str(path)) as w:
+        w.write(_example(**fields))
+    case = _with_file(dataset, tmp_path, path.read_bytes())
+    with pytest.raises(UserError, match="corrupt record in .*num_segments is too large"):
+        _read_all(case, tmp_path)

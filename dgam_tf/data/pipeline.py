@@ -128,7 +128,8 @@ def eval_dataset(data_dir, info, split, config):
             video[s] = tf.gather(video[s], idx)
         return video
 
-    return _read(data_dir, info, split).map(sample, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)
+    ds = _read(data_dir, info, split)
+    return ds.map(sample, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)
 
 
 @contextlib.contextmanager

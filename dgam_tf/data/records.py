@@ -228,18 +228,21 @@ def parse_video(serialized, streams, feature_dim, feature_dtype="float16", selec
     ex = tf.io.parse_single_example(serialized, spec)
     out = {k: (tf.sparse.to_dense(v) if isinstance(v, tf.SparseTensor) else v)
            for k, v in ex.items()}
-    t = tf.cast(out["num_segments"], tf.int32)
+    t64 = out["num_segments"]
     checks = [tf.debugging.assert_equal(
         out["feature_dim"], tf.constant(feature_dim, tf.int64),
         message=f"record feature size differs from the expected {feature_dim}"),
-        tf.debugging.assert_positive(t, message="record has zero segments")]
+        tf.debugging.assert_positive(t64, message="record has no segments"),
+        tf.debugging.assert_less(t64, tf.constant(2**31, tf.int64),
+                                 message="record num_segments is too large")]
     with tf.control_dependencies(checks):
+        t = tf.cast(t64, tf.int32)
         rows = select(t) if select is not None else None
         for stream in streams:
             x = tf.io.decode_raw(out[stream], tf.dtypes.as_dtype(feature_dtype),
                                  little_endian=True)
             size_ok = tf.debugging.assert_equal(
-                tf.size(x), t * feature_dim,
+                tf.size(x, out_type=tf.int64), t64 * feature_dim,
                 message=f"{stream} feature bytes do not match [num_segments, {feature_dim}]")
             with tf.control_dependencies([size_ok]):
                 x = tf.reshape(x, [t, feature_dim])
