@@ -77,6 +77,15 @@ def test_non_finite_loss_stops_with_stream_stage_epoch_step(tiny_data_dir, tmp_p
     assert [os.path.basename(c) for c in ckpts] == ["ckpt-1.index"]   # the good one kept
 
 
+def test_an_error_mid_epoch_ends_the_progress_bar_line(tiny_data_dir, tmp_path, monkeypatch,
+                                                      capsys):
+    monkeypatch.setattr(losses, "background_loss", lambda logits: logits[:, 0] * np.nan)
+    with pytest.raises(UserError, match="non-finite"):
+        train_lib.train_and_evaluate(tiny_config(tiny_data_dir, tmp_path / "m", progress=True))
+    out = capsys.readouterr().out
+    assert "rgb/cvae" in out and out.endswith("\n")   # the error line then starts afresh
+
+
 def test_second_trainer_on_a_held_model_dir_is_refused(tmp_path):
     with trainer_lib.model_dir_lock(str(tmp_path)):
         with pytest.raises(UserError, match="another training run holds"):

@@ -323,9 +323,14 @@ class Trainer:
                 progbar = keras.utils.Progbar(len(stages) * self.steps_per_stage)
             logs = {}
             iterator = iter(self._dataset(epoch, stages))
-            for stage in stages:
-                logs.update({f"stage{stage}/{k}": v for k, v in self._run_stage(
-                    epoch, stage, progbar, profiler.at_step, iterator).items()})
+            try:
+                for stage in stages:
+                    logs.update({f"stage{stage}/{k}": v for k, v in self._run_stage(
+                        epoch, stage, progbar, profiler.at_step, iterator).items()})
+            except UserError:
+                if progbar is not None:
+                    print(flush=True)   # End the bar's line before the error line.
+                raise
             self.epoch.assign(epoch + 1)
             with writer.as_default(step=epoch + 1):
                 for k, v in logs.items():
