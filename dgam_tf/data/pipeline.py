@@ -156,9 +156,7 @@ def fewer_videos_error(data_dir, info, split):
 def _locate_bad_record(data_dir, info, split):
     """Scans a split file by file to name the first bad record (error path only)."""
     for path in info.split_files(data_dir, split):
-        try:
-            for _ in records.read_videos_from_file(path, info):
-                pass
-        except UserError as e:
-            return str(e)
+        problems = records.scan_shard(path, info)[2]
+        if problems:
+            return f"corrupt record in {path}: {problems[0][1]}"
     return None

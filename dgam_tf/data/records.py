@@ -347,6 +347,38 @@ def read_videos_from_file(path, info):
                 ex["gt_start"].numpy(), ex["gt_end"].numpy(), ex["gt_label"].numpy())])
 
 
+def scan_shard(path, info):
+    """Parses every record of one shard, as the readers would.
+
+    Returns:
+      (good, readable, problems): the number of good records; the number of
+      records before a break in the shard's framing (truncated, or a length
+      or checksum that does not match), after which nothing more can be read
+      (-1: no break); [(index, reason)] for each record that fails, the
+      break included (its index is `readable`).
+    """
+    parse = tf.function(lambda s: parse_video(s, info.streams, info.feature_dim,
+                                              info.feature_dtype)["num_segments"],
+                        input_signature=[tf.TensorSpec([], tf.string)])
+    good, readable, problems = 0, -1, []
+    it = iter(tf.data.TFRecordDataset(path))
+    for index in itertools.count():
+        try:
+            serialized = next(it)
+        except StopIteration:
+            break
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+            readable = index
+            problems.append((index, first_line(e)))
+            break
+        try:
+            parse(serialized)
+            good += 1
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+            problems.append((index, first_line(e)))
+    return good, readable, problems
+
+
 def skip_bad_records(data_dir, info, report=print):
     """--skip_bad_records: reads every record of every split and returns a
     copy of `info` whose splits count only the good videos and list the bad
@@ -355,36 +387,20 @@ def skip_bad_records(data_dir, info, report=print):
     records, naming the first of them.
 
     A record that fails to parse or validate is skipped alone; where a
-    shard's framing breaks (truncated, or a length or checksum is corrupt),
-    the rest of that shard is skipped (readable = records before the break;
-    -1: all)."""
-    parse = tf.function(lambda s: parse_video(s, info.streams, info.feature_dim,
-                                              info.feature_dtype)["num_segments"],
-                        input_signature=[tf.TensorSpec([], tf.string)])
+    shard's framing breaks, the rest of that shard is skipped (see
+    scan_shard)."""
     splits = {}
     for split, entry in info.splits.items():
         bad, notes, good = {}, [], 0
         for name in entry["files"]:
             path = os.path.join(data_dir, name)
-            readable, indices = -1, []
-            it = iter(tf.data.TFRecordDataset(path))
-            for index in itertools.count():
-                try:
-                    serialized = next(it)
-                except StopIteration:
-                    break
-                except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
-                    readable = index
-                    notes.append(f"{path} from record {index} on: {first_line(e)}")
-                    break
-                try:
-                    parse(serialized)
-                    good += 1
-                except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
-                    indices.append(index)
-                    notes.append(f"{path} record {index}: {first_line(e)}")
-            if readable >= 0 or indices:
-                bad[name] = [readable, indices]
+            shard_good, readable, problems = scan_shard(path, info)
+            good += shard_good
+            for i, reason in problems:
+                where = f"from record {i} on" if i == readable else f"record {i}"
+                notes.append(f"{path} {where}: {reason}")
+            if problems:
+                bad[name] = [readable, [i for i, _ in problems if i != readable]]
         splits[split] = dict(entry, num_videos=good, bad_records=bad)
         if notes or good != entry["num_videos"]:
             first = notes[0] if notes else "no read error: shards hold fewer records than " \
