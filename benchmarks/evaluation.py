@@ -213,17 +213,6 @@ def bench_evaluation(name, gt_path, num_predictions, thresholds, run_baseline,
     return figures
 
 
-def random_stream(n, num_classes, rng):
-    """A `StreamOutput` with smooth attention and a few active classes."""
-    walk = np.cumsum(rng.normal(0, 0.5, n))
-    attention = 1 / (1 + np.exp(-(walk - walk.mean())))
-    logits = rng.normal(0, 2, num_classes + 1)
-    probs = np.exp(logits - logits.max())
-    probs = (probs / probs.sum())[:num_classes]
-    tcam = rng.normal(0, 1, (n, num_classes)) + 3 * (attention[:, None] - 0.5)
-    return localize.StreamOutput(attention, probs, tcam)
-
-
 def bench_localization(num_videos, seed):
     """Times `localize_video` on random THUMOS14-sized two-stream videos."""
     rng = np.random.default_rng(seed)
@@ -234,8 +223,8 @@ def bench_localization(num_videos, seed):
     videos = []
     for segments in num_segments:
         n = int(np.clip(segments, 50, 400))
-        videos.append((int(segments), {"rgb": random_stream(n, 20, rng),
-                                       "flow": random_stream(n, 20, rng)}))
+        videos.append((int(segments), {"rgb": localize.StreamOutput.random(n, 20, rng),
+                                       "flow": localize.StreamOutput.random(n, 20, rng)}))
     config = localize.LocalizationConfig()
 
     def run():

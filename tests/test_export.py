@@ -327,17 +327,6 @@ def test_export_user_errors(tiny_model_dir, tmp_path, kwargs, message):
 # ---- graph localization against the numpy reference -----------------------------
 
 
-def _random_stream(n, num_classes, rng):
-    walk = np.cumsum(rng.normal(0, 0.5, n))
-    attention = 1 / (1 + np.exp(-(walk - walk.mean())))
-    logits = rng.normal(0, 2, num_classes + 1)
-    probs = np.exp(logits - logits.max())
-    probs = (probs / probs.sum())[:num_classes]
-    tcam = rng.normal(0, 1, (n, num_classes)) + 3 * (attention[:, None] - 0.5)
-    return localize.StreamOutput(attention.astype(np.float32), probs.astype(np.float32),
-                                 tcam.astype(np.float32))
-
-
 def _tensors(stream):
     return graph_localization.StreamTensors(stream.attention, stream.class_probs, stream.tcam)
 
@@ -366,7 +355,7 @@ def test_graph_localization_matches_numpy(dataset, names):
     total = 0
     for n in (1, 2, 7, 50, 200, 400):
         num_segments = int(rng.integers(n, 3 * n + 1))
-        streams = {s: _random_stream(n, 20, rng) for s in names}
+        streams = {s: localize.StreamOutput.random(n, 20, rng, np.float32) for s in names}
         seconds = float(rng.uniform(0.3, 1.0))
         want = sorted((d.class_id, d.start, d.score, d.end) for d in localize.localize_video(
             streams, num_segments, config, seconds))
@@ -382,7 +371,7 @@ def test_graph_fusion_keeps_exact_duplicates_once():
     config = localize.LocalizationConfig(fusion_alpha={"rgb": 0.5, "flow": 0.5},
                                          proposal_threshold={"rgb": 0.05, "flow": 0.05},
                                          nms_iou=1.0)
-    stream = _random_stream(100, 20, np.random.default_rng(3))
+    stream = localize.StreamOutput.random(100, 20, np.random.default_rng(3), np.float32)
     got = _graph_localizer(("rgb", "flow"), config)([_tensors(stream)] * 2, 150, 0.64)
     want = localize.localize_video({"rgb": stream, "flow": stream}, 150, config)
     rgb_only = localize.stream_proposals(

@@ -98,6 +98,19 @@ class StreamOutput:
                 f"{num_classes}, tcam {np.shape(self.tcam)}; expected [n], "
                 "[C], [n, C] with n > 0")
 
+    @classmethod
+    def random(cls, n, num_classes, rng, dtype=np.float64):
+        """A plausible output drawn with numpy Generator `rng`, for tests and
+        benchmarks: smooth attention (a random walk through a sigmoid), a few
+        likely classes, a T-CAM that follows the attention."""
+        walk = np.cumsum(rng.normal(0, 0.5, n))
+        attention = 1 / (1 + np.exp(-(walk - walk.mean())))
+        logits = rng.normal(0, 2, num_classes + 1)
+        probs = np.exp(logits - logits.max())
+        probs = (probs / probs.sum())[:num_classes]
+        tcam = rng.normal(0, 1, (n, num_classes)) + 3 * (attention[:, None] - 0.5)
+        return cls(attention.astype(dtype), probs.astype(dtype), tcam.astype(dtype))
+
 
 class Detection(NamedTuple):
     """One localized action instance; start and end are in seconds."""
