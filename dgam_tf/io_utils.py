@@ -1,9 +1,13 @@
-"""Atomic file and folder writes: a crash never leaves a half-written output."""
+"""Atomic file and folder writes: a crash never leaves a half-written output.
+
+Outputs get the modes a plain open()/mkdir gives under the user's umask
+(tempfile's mkstemp/mkdtemp would make them private to their owner).
+"""
 import contextlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
 
 from dgam_tf.errors import UserError
 
@@ -27,7 +31,7 @@ def atomic_output_dir(path, overwrite=False):
     parent = os.path.dirname(path)
     try:
         os.makedirs(parent, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=parent)
+        tmp, _ = _create_temporary(path, os.mkdir)
     except OSError as e:
         raise UserError(f"cannot write to {parent}: {e.strerror}") from None
     try:
@@ -51,12 +55,27 @@ def atomic_output_dir(path, overwrite=False):
                         "refusing to overwrite it") from None
 
 
+def _create_temporary(path, create):
+    """Calls `create(name)` on a new hidden name beside `path`; returns
+    (name, what `create` returned).
+
+    `create` makes the file or folder exclusively (FileExistsError if taken)
+    with the default modes, so the umask applies as to any new output.
+    """
+    parent, base = os.path.split(os.path.abspath(path))
+    while True:
+        name = os.path.join(parent, f".{base}.tmp-{secrets.token_hex(4)}")
+        with contextlib.suppress(FileExistsError):
+            return name, create(name)
+
+
 def atomic_write_bytes(path, data):
     """Writes `data` to `path` through a temporary file and a rename."""
     parent = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(parent, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.tmp-", dir=parent)
+        tmp, fd = _create_temporary(
+            path, lambda name: os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     except OSError as e:
         raise UserError(f"cannot write {path}: {e.strerror}") from None
     try:

@@ -35,3 +35,28 @@ def test_overwrite_replaces_and_json_is_written_whole(tmp_path):
     assert os.listdir(target) == ["a.json"]
     assert io_utils.read_json(str(target / "a.json")) == {"k": [1, 2]}
     assert sorted(os.listdir(tmp_path)) == ["out"]
+
+
+@pytest.fixture(params=[0o022, 0o002, 0o077])
+def umask(request):
+    """Runs the test under each umask, restoring the previous one after."""
+    previous = os.umask(request.param)
+    yield request.param
+    os.umask(previous)
+
+
+def _mode(path):
+    return os.stat(path).st_mode & 0o7777
+
+
+def test_outputs_get_the_modes_of_a_plain_open_and_mkdir(tmp_path, umask):
+    # What a plain open() / mkdir() gives under this umask, side by side.
+    open(tmp_path / "plain.json", "w").close()
+    (tmp_path / "plain_dir").mkdir()
+    assert _mode(tmp_path / "plain.json") == 0o666 & ~umask
+    with io_utils.atomic_output_dir(str(tmp_path / "out")) as tmp:
+        io_utils.atomic_write_json(os.path.join(tmp, "inner.json"), {})
+    io_utils.atomic_write_json(str(tmp_path / "metrics.json"), {})
+    assert _mode(tmp_path / "out") == _mode(tmp_path / "plain_dir") == 0o777 & ~umask
+    for path in (tmp_path / "out" / "inner.json", tmp_path / "metrics.json"):
+        assert _mode(path) == _mode(tmp_path / "plain.json")
