@@ -47,7 +47,7 @@ def _encode_float_list(video):
         feature = example.features.feature[stream]
         feature.Clear()
         feature.float_list.value.extend(x.ravel().tolist())
-    return example.SerializeToString()
+    return example.SerializeToString(deterministic=True)
 
 
 def _decode(serialized, streams, feature_dim, encoding):

@@ -175,7 +175,11 @@ def encode_video(video, feature_dtype="float16"):
         # (docs/data_format.md has the measurement).
         little_endian = np.dtype(feature_dtype).newbyteorder("<")
         feature[stream] = _bytes([np.ascontiguousarray(x, dtype=little_endian).tobytes()])
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    # Deterministic: map entries sorted by key. Otherwise their order follows
+    # the protobuf runtime's per-process hash seed and the insertion order,
+    # and the same video gives different bytes from run to run.
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(
+        deterministic=True)
 
 
 # Parsing spec of every key but the per-stream features.
