@@ -46,7 +46,10 @@ def define_flags(fv=flags.FLAGS):
     flags.DEFINE_boolean("skip_bad_records", False, "Read every record first and leave out "
                          "the ones that fail (counted and reported) instead of stopping at "
                          "the first.", **d)
-    flags.DEFINE_integer("shuffle_buffer", 256, "Videos held for shuffling (bounds memory).", **d)
+    flags.DEFINE_integer("shuffle_buffer", 0, "Videos held for shuffling: 0 shuffles the whole "
+                         "split (a random permutation per stage, as the release draws; holds "
+                         "the split's records in memory); N > 0 bounds memory with a local "
+                         "shuffle over interleaved shards.", **d)
     flags.DEFINE_integer("batch_reuse_epochs", 1,
                          "Draw batches once per this many epochs and reuse them in both "
                          "stages (the release uses 10; 1 = fresh draw every stage).", **d)
@@ -55,6 +58,10 @@ def define_flags(fv=flags.FLAGS):
     flags.DEFINE_integer("attention_hidden", 256, "Hidden units of the attention head.", **d)
     flags.DEFINE_integer("cvae_hidden", 128, "Hidden units of the CVAE encoder/decoder.", **d)
     flags.DEFINE_integer("latent_dim", 128, "CVAE latent size.", **d)
+    flags.DEFINE_enum("initializer", "pytorch", ["pytorch", "glorot"],
+                      "Dense initialisation: pytorch = the release's (weights and biases "
+                      "~ U(+-1/sqrt(fan_in))); glorot = Keras' defaults (Glorot-uniform, "
+                      "zero bias), which can collapse a stream on real features.", **d)
     flags.DEFINE_boolean("gam", True, "Generative attention modeling; false gives the "
                          "paper's 'w/o GAM' baseline (no CVAE stage, no L_recon).", **d)
 
@@ -66,6 +73,8 @@ def define_flags(fv=flags.FLAGS):
     flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate (both optimizers).", **d)
     flags.DEFINE_float("adam_beta1", 0.8, "Adam beta1.", **d)
     flags.DEFINE_float("adam_beta2", 0.999, "Adam beta2.", **d)
+    flags.DEFINE_float("adam_epsilon", 1e-8, "Adam epsilon, added to the bias-corrected "
+                       "sqrt(v_hat) as PyTorch (the release) does.", **d)
     flags.DEFINE_list("loss_weights_rgb", ["1", "0.03", "0.1", "0.5"],
                       "rgb model-stage weights of L_fg, L_bg, L_guide, L_recon.", **d)
     flags.DEFINE_list("loss_weights_flow", ["1", "0.03", "0.1", "0.3"],
@@ -75,6 +84,9 @@ def define_flags(fv=flags.FLAGS):
     flags.DEFINE_float("beta", 0.1, "KL weight in L_cvae.", **d)
     flags.DEFINE_integer("ramp_epochs", 10, "r(e) = min(e, ramp_epochs) / ramp_epochs (the "
                          "paper: 300 of 6000 epochs).", **d)
+    flags.DEFINE_integer("ramp_chunk_epochs", 1, "r(e) steps once per chunk of this many "
+                         "epochs, e taken at the chunk's start (the release: 10; 1 = every "
+                         "epoch).", **d)
     flags.DEFINE_integer("eval_every", 10, "Evaluate on the validation split every N epochs "
                          "and keep the best checkpoint (0: never).", **d)
     flags.DEFINE_integer("keep_checkpoints", 3, "Latest checkpoints kept.", **d)
@@ -181,7 +193,7 @@ def validate(config):
     if len(set(config.streams)) != len(config.streams):
         raise UserError("--streams lists a stream twice")
     positive = ["num_segments", "batch_size", "epochs", "test_min_segments",
-                "test_max_segments", "shuffle_buffer", "batch_reuse_epochs",
+                "test_max_segments", "batch_reuse_epochs", "ramp_chunk_epochs",
                 "attention_hidden", "cvae_hidden", "latent_dim", "ramp_epochs",
                 "keep_checkpoints"]
     for name in positive:
@@ -192,11 +204,13 @@ def validate(config):
             raise UserError(f"--{name} must be at least 1, got {getattr(config, name)}")
     if config.test_min_segments > config.test_max_segments:
         raise UserError("--test_min_segments exceeds --test_max_segments")
-    for name in ("eval_every", "num_plots", "cpu_devices"):
+    for name in ("eval_every", "num_plots", "cpu_devices", "shuffle_buffer"):
         if getattr(config, name) < 0:
             raise UserError(f"--{name} must not be negative, got {getattr(config, name)}")
     if not config.learning_rate > 0:
         raise UserError("--learning_rate must be positive")
+    if not config.adam_epsilon > 0:
+        raise UserError(f"--adam_epsilon must be positive, got {config.adam_epsilon}")
     for stream in STREAMS:
         loss_weights(config, stream)
     per_stream(config, "fusion_alpha")

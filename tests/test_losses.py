@@ -126,3 +126,6 @@ def test_cvae_loss_is_beta_mean_kl_plus_mse(batch, cvae):
 
 def test_ramp():
     assert [losses.ramp(e, 300) for e in (0, 150, 300, 900)] == [0, 0.5, 1, 1]
+    # The release's steps: r is taken at the first epoch of each 10-epoch chunk.
+    assert [losses.ramp(e, 300, 10) for e in (0, 9, 10, 19, 155, 299, 300, 900)] == [
+        0, 0, 10 / 300, 10 / 300, 150 / 300, 290 / 300, 1, 1]

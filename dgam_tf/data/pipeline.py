@@ -75,7 +75,9 @@ def train_dataset(data_dir, info, config, epoch, stage, input_context=None):
     draw = (config.seed, epoch, stage) if reuse == 1 else (config.seed, epoch - epoch % reuse)
     draw_seed = _key(*draw)
     noise_seed = _key(config.seed, epoch, stage, 1)
-    buffer = min(config.shuffle_buffer, info.splits[config.train_split]["num_videos"])
+    # A buffer as large as the split draws a uniform random permutation of it.
+    num_videos = info.splits[config.train_split]["num_videos"]
+    buffer = min(config.shuffle_buffer, num_videos) if config.shuffle_buffer else num_videos
     ds = _read(data_dir, info, config.train_split, draw_seed).shuffle(buffer, seed=draw_seed)
     ds = ds.enumerate()
     if input_context is not None and input_context.num_input_pipelines > 1:
@@ -105,7 +107,7 @@ def train_dataset(data_dir, info, config, epoch, stage, input_context=None):
     ds = ds.batch(batch_size, drop_remainder=True)
     if reuse > 1:
         # Same batches in both stages of the chunk; only their order changes.
-        ds = ds.shuffle(info.splits[config.train_split]["num_videos"] // batch_size + 1,
+        ds = ds.shuffle(num_videos // batch_size + 1,
                         seed=_key(config.seed, epoch, stage))
     return ds.prefetch(AUTOTUNE)
 

@@ -2,6 +2,8 @@
 import keras
 import tensorflow as tf
 
+from dgam_tf.models.layers import Dense
+
 
 class Classifier(keras.Model):
     """Linear classifier over C action classes plus background (last index).
@@ -9,9 +11,9 @@ class Classifier(keras.Model):
     Call: pooled features f [B, D] -> logits [B, C+1] (float32).
     """
 
-    def __init__(self, num_classes, **kwargs):
+    def __init__(self, num_classes, initializer="pytorch", **kwargs):
         super().__init__(**kwargs)
-        self.fc = keras.layers.Dense(num_classes + 1, name="fc", dtype="float32")
+        self.fc = Dense(num_classes + 1, initializer, name="fc", dtype="float32")
 
     def call(self, f):
         return self.fc(f)

@@ -7,6 +7,8 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from dgam_tf.models.layers import Dense
+
 tfd = tfp.distributions
 
 
@@ -15,22 +17,23 @@ def sample(dist, noise):
     return dist.bijector.forward(tf.cast(noise, dist.dtype))
 
 
-def _mlp(hidden, out, name):
+def _mlp(hidden, out, initializer, name):
     return keras.Sequential([
-        keras.layers.Dense(hidden, activation="relu"),
-        keras.layers.Dense(hidden, activation="relu"),
-        keras.layers.Dense(out, dtype="float32"),
+        Dense(hidden, initializer, activation="relu"),
+        Dense(hidden, initializer, activation="relu"),
+        Dense(out, initializer, dtype="float32"),
     ], name=name)
 
 
 class CVAE(keras.Model):
     """Encoder/decoder MLPs; distributions are TFP objects over float32."""
 
-    def __init__(self, feature_dim, hidden=128, latent_dim=128, **kwargs):
+    def __init__(self, feature_dim, hidden=128, latent_dim=128, initializer="pytorch",
+                 **kwargs):
         super().__init__(**kwargs)
         self.latent_dim = latent_dim
-        self.encoder = _mlp(hidden, 2 * latent_dim, "encoder")
-        self.decoder = _mlp(hidden, feature_dim, "decoder")
+        self.encoder = _mlp(hidden, 2 * latent_dim, initializer, "encoder")
+        self.decoder = _mlp(hidden, feature_dim, initializer, "decoder")
 
     def posterior(self, x, attention):
         """q(z | x, lambda): x [B, T, D], attention [B, T] -> MVNDiag, batch [B, T]."""

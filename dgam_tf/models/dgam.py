@@ -15,18 +15,20 @@ class StreamModel(keras.Model):
     """
 
     def __init__(self, feature_dim, num_classes, attention_hidden=256,
-                 cvae_hidden=128, latent_dim=128, gam=True, **kwargs):
+                 cvae_hidden=128, latent_dim=128, gam=True, initializer="pytorch",
+                 **kwargs):
         super().__init__(**kwargs)
         self.feature_dim = feature_dim
         self.num_classes = num_classes
-        self.attention = Attention(attention_hidden, name="attention")
-        self.classifier = Classifier(num_classes, name="classifier")
-        self.cvae = CVAE(feature_dim, cvae_hidden, latent_dim, name="cvae") if gam else None
+        self.attention = Attention(attention_hidden, initializer, name="attention")
+        self.classifier = Classifier(num_classes, initializer, name="classifier")
+        self.cvae = CVAE(feature_dim, cvae_hidden, latent_dim, initializer,
+                         name="cvae") if gam else None
 
     @classmethod
     def from_config_flags(cls, config, feature_dim, num_classes, name):
         return cls(feature_dim, num_classes, config.attention_hidden, config.cvae_hidden,
-                   config.latent_dim, config.gam, name=name)
+                   config.latent_dim, config.gam, config.initializer, name=name)
 
     def build_all(self):
         """Creates every variable (before restoring a checkpoint)."""

@@ -98,6 +98,7 @@ def cvae_loss(cvae, x, attention, beta, noise):
     return tf.reduce_mean(beta * kl + mse, -1)
 
 
-def ramp(epoch, ramp_epochs):
-    """r(e) = min(e, ramp_epochs) / ramp_epochs."""
-    return min(epoch, ramp_epochs) / ramp_epochs
+def ramp(epoch, ramp_epochs, chunk_epochs=1):
+    """r(e) = min(e0, ramp_epochs) / ramp_epochs, with e0 = e - e % chunk_epochs
+    the first epoch of e's chunk (the release steps r once per 10 epochs)."""
+    return min(epoch - epoch % chunk_epochs, ramp_epochs) / ramp_epochs

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 
 import keras
@@ -23,7 +24,7 @@ from dgam_tf.data import pipeline
 from dgam_tf.errors import UserError
 from dgam_tf.evaluation import evaluate
 from dgam_tf.models.dgam import StreamModel
-from dgam_tf.training import distribute, losses
+from dgam_tf.training import distribute, health, losses, optimizer
 from dgam_tf.visualization import plots
 
 CVAE_STAGE, MODEL_STAGE = 1, 2
@@ -34,8 +35,8 @@ class NonFiniteError(UserError):
 
 
 def make_optimizer(config):
-    opt = keras.optimizers.Adam(config.learning_rate, beta_1=config.adam_beta1,
-                                beta_2=config.adam_beta2)
+    opt = optimizer.Adam(config.learning_rate, beta_1=config.adam_beta1,
+                         beta_2=config.adam_beta2, epsilon=config.adam_epsilon)
     if config.mixed_precision == "mixed_float16":
         opt = keras.optimizers.LossScaleOptimizer(opt)
     return opt
@@ -126,6 +127,7 @@ class Trainer:
                                                   max_to_keep=config.keep_checkpoints)
         self.best_dir = os.path.join(config.model_dir, "best")
         self.last_attention = {}  # stream -> attention [B, n] of the last stage-2 batch
+        self.collapsed = {}       # stream -> why it looks collapsed (None: healthy)
         jit = config.jit_compile
         self._steps = {CVAE_STAGE: tf.function(self._cvae_step, jit_compile=jit),
                        MODEL_STAGE: tf.function(self._model_step, jit_compile=jit)}
@@ -254,7 +256,9 @@ class Trainer:
         """One pass over the training set; returns the stage's mean scalars.
 
         `iterator` yields the stage's batches (default: a fresh one)."""
-        ramp = tf.constant(losses.ramp(epoch, self.config.ramp_epochs), tf.float32)
+        cfg = self.config
+        ramp = tf.constant(losses.ramp(epoch, cfg.ramp_epochs, cfg.ramp_chunk_epochs),
+                           tf.float32)
         step_fn = self._steps[stage]
         sums = {}
         with pipeline.reading(self.data_dir, self.info, self.config.train_split):
@@ -332,10 +336,14 @@ class Trainer:
                     print(flush=True)   # End the bar's line before the error line.
                 raise
             self.epoch.assign(epoch + 1)
+            collapsed = self._check_collapse(epoch + 1, logs)
             with writer.as_default(step=epoch + 1):
                 for k, v in logs.items():
                     tf.summary.scalar(k, v)
-                tf.summary.scalar("ramp", losses.ramp(epoch, cfg.ramp_epochs))
+                for s, reason in collapsed.items():
+                    tf.summary.scalar(f"{s}/collapsed", float(reason is not None))
+                tf.summary.scalar("ramp", losses.ramp(epoch, cfg.ramp_epochs,
+                                                      cfg.ramp_chunk_epochs))
                 tf.summary.scalar("learning_rate", cfg.learning_rate)
                 for s, att in self.last_attention.items():
                     tf.summary.histogram(f"{s}/attention", att)
@@ -347,6 +355,21 @@ class Trainer:
         if not self.chief:
             shutil.rmtree(self.manager.directory, ignore_errors=True)
         return logs
+
+    def _check_collapse(self, epoch, logs):
+        """{stream: reason or None} after `epoch` epochs; warns (chief, one line
+        to stderr) when a stream becomes collapsed (health.collapse_reason)."""
+        collapsed = {}
+        for s in self.streams:
+            if f"stage2/{s}/attention_mean" not in logs:
+                continue
+            reason = health.collapse_reason(logs[f"stage2/{s}/attention_mean"],
+                                            logs[f"stage2/{s}/fg"], self.info.num_classes,
+                                            epoch)
+            if reason and not self.collapsed.get(s) and self.chief:
+                print(health.warning_line(s, epoch, reason), file=sys.stderr, flush=True)
+            self.collapsed[s] = collapsed[s] = reason
+        return collapsed
 
     def _evaluate_and_keep_best(self, epoch, writer):
         """Evaluates on the validation split (never the test split) and keeps

@@ -1,0 +1,53 @@
+"""Training batches: the video order of a stage is a permutation of the whole
+split (as the release draws it), not a local shuffle of the shards' order."""
+import numpy as np
+import pytest
+
+from dgam_tf import flags as dgam_flags
+from dgam_tf.data import pipeline, records
+
+NUM_VIDEOS, NUM_SHARDS, BATCH = 32, 4, 4
+
+
+@pytest.fixture(scope="module")
+def numbered_data(tmp_path_factory):
+    """32 videos whose features hold their index; the writer deals them to 4
+    shards in turn, so video i is record i // 4 of shard i % 4."""
+    path = str(tmp_path_factory.mktemp("numbered") / "data")
+    info = records.DatasetInfo(class_names=["a", "b"], streams=["rgb"], feature_dim=2)
+    with records.DatasetWriter(path, info, num_shards={"train": NUM_SHARDS}) as writer:
+        for i in range(NUM_VIDEOS):
+            writer.add("train", records.Video(
+                video_id=f"v{i}", features={"rgb": np.full((6, 2), i, np.float32)},
+                labels=[i % 2], duration=6 * 0.64))
+    return path, records.load_info(path)
+
+
+def video_order(data, epoch, shuffle_buffer):
+    path, info = data
+    config = dgam_flags.make_config(streams=["rgb"], num_segments=3, batch_size=BATCH,
+                                    gam=False, shuffle_buffer=shuffle_buffer)
+    ds = pipeline.train_dataset(path, info, config, epoch, stage=2)
+    return np.concatenate([b["rgb"].numpy()[:, 0, 0] for b in ds]).astype(int)
+
+
+def test_every_stage_draws_a_permutation_of_the_whole_split(numbered_data):
+    first_batches = []
+    for epoch in range(10):
+        order = video_order(numbered_data, epoch, shuffle_buffer=0)
+        assert sorted(order) == list(range(NUM_VIDEOS))
+        first_batches.extend(order[:BATCH])
+    # Global: the first batch takes videos from anywhere in the shards (about
+    # half of them from a shard's second half). A local shuffle of 2 videos
+    # over the interleaved shards only reaches each shard's first records.
+    late = np.sum(np.array(first_batches) // NUM_SHARDS >= NUM_VIDEOS // NUM_SHARDS // 2)
+    assert late >= 10, first_batches
+    local = np.concatenate([video_order(numbered_data, e, shuffle_buffer=2)[:BATCH]
+                            for e in range(10)])
+    assert np.all(local // NUM_SHARDS < 2), local
+
+
+def test_orders_differ_across_epochs_and_repeat_for_the_same_epoch(numbered_data):
+    a, b = video_order(numbered_data, 0, 0), video_order(numbered_data, 1, 0)
+    assert not np.array_equal(a, b)
+    np.testing.assert_array_equal(a, video_order(numbered_data, 0, 0))
