@@ -7,6 +7,9 @@ setuptools.setup(
     description=("Weakly-supervised temporal action localization by generative "
                  "attention modeling (DGAM, CVPR 2020) in TensorFlow/Keras."),
     packages=setuptools.find_packages(include=["dgam_tf", "dgam_tf.*"]),
+    # The standard ground truth (dgam_tf.data.annotations).
+    package_data={"dgam_tf.data.annotations": ["*.json"]},
+    entry_points={"console_scripts": ["dgam-tf = dgam_tf.main:console_script"]},
     python_requires=">=3.10",
     install_requires=[
         # Pinned to the minor versions tested together; TF, tf-keras and
@@ -30,5 +33,7 @@ setuptools.setup(
         # scipy is the independent reference for Gaussian smoothing in tests;
         # hypothesis drives the corrupted-record property tests.
         "test": ["pytest", "scipy", "hypothesis"],
+        # TensorBoard's Profile tab for --profile_steps traces (docs/performance.md).
+        "profile": ["tensorboard-plugin-profile"],
     },
 )

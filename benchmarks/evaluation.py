@@ -1,7 +1,7 @@
 """Benchmarks of detection evaluation and localization speed.
 
 Part 1 times `dgam_tf.evaluation.detection.evaluate` on the real THUMOS14 and
-ActivityNet 1.2 ground truth, with seeded synthetic predictions (noisy copies
+ActivityNet 1.2 ground truth (shipped in dgam_tf.data.annotations), with seeded synthetic predictions (noisy copies
 of ground-truth instances, random segments, scores rounded so that ties
 occur, and a few videos outside the ground truth), side by side with a
 baseline that mirrors the structure of the reference ActivityNet
@@ -15,24 +15,21 @@ Part 2 times `localize_video` on 210 random two-stream videos sized like
 THUMOS14's test set (n = clip(T, 50, 400) sampled segments).
 
 Usage, from the repository root:
-  /work/venv/bin/python benchmarks/evaluation.py [--activitynet_baseline]
+  python benchmarks/evaluation.py [--activitynet_baseline]
 
 The last line printed is one JSON object with the figures.
 """
 import argparse
 import importlib.util
 import json
-import os
 import time
 
 import numpy as np
 
 from dgam_tf import io_utils
+from dgam_tf.data import annotations
 from dgam_tf.evaluation import detection
 from dgam_tf.localization import localize
-
-_ANNOTATIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
-                            "..", "shared", "data", "annotations")
 
 
 def synthetic_results(ground_truth, num_predictions, rng):
@@ -243,10 +240,8 @@ def bench_localization(num_videos, seed):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--thumos_gt", default=os.path.join(
-        _ANNOTATIONS, "thumos14_test_gt.json"))
-    parser.add_argument("--activitynet_gt", default=os.path.join(
-        _ANNOTATIONS, "activitynet12_test_gt.json"))
+    parser.add_argument("--thumos_gt", default=annotations.path("thumos14"))
+    parser.add_argument("--activitynet_gt", default=annotations.path("activitynet12"))
     parser.add_argument("--thumos_predictions", type=int, default=20000)
     parser.add_argument("--activitynet_predictions", type=int, default=250000)
     parser.add_argument("--no_thumos_baseline", action="store_true",
