@@ -28,27 +28,34 @@ def _save_object_array(path, items):
 
 # --- fake releases -----------------------------------------------------------
 
-def make_dgam(root):
+def make_dgam(root, names=("Alpha", "Beta", "Gamma"), columns=(0, 1, 2)):
     """A DGAM/STPN-layout release: 3 train videos, 2 test videos, 3 classes.
 
+    Args:
+      names: the label matrices' columns, in order.
+      columns: the column of each of the 3 classes.
+
     Returns:
-      {split: [(video_id, rgb, flow, labels, gt)]} of what the release holds.
+      {split: [(video_id, rgb, flow, labels, gt)]} of what the release holds
+      (class ids are columns).
     """
     rng = np.random.default_rng(1)
-    # Columns are the class names in alphabetical order: Alpha, Beta, Gamma.
     splits = {
         "train": [("train_1", 5, [0], []), ("train_2", 7, [1, 2], []),
                   ("train_3", 4, [2], [])],
         "test": [("video_test_01", 6, [0, 2], [(0.5, 1.5, 0), (2.0, 3.5, 2)]),
                  ("video_test_02", 9, [1], [(1.0, 5.76, 1)])],
     }
-    names = ["Alpha", "Beta", "Gamma"]
+    splits = {split: [(video_id, t, [columns[c] for c in classes],
+                       [(s, e, columns[c]) for s, e, c in gt])
+                      for video_id, t, classes, gt in videos]
+              for split, videos in splits.items()}
     expected = {}
     for split, videos in splits.items():
         folder = os.path.join(root, f"{split}_data")
         for stream in records.STREAMS:
             os.makedirs(os.path.join(folder, f"{stream}_features"))
-        labels = np.zeros((len(videos), 3), np.float32)
+        labels = np.zeros((len(videos), len(names)), np.float32)
         expected[split] = []
         for i, (video_id, t, classes, gt) in enumerate(videos):
             rgb, flow = _features(rng, t), _features(rng, t)
@@ -178,6 +185,42 @@ def test_dgam_class_names_file_sets_the_column_order(tmp_path):
     with pytest.raises(UserError, match="video_test_01.*class order"):
         converters.convert("dgam", str(src), str(tmp_path / "out2"), class_names=str(names))
     assert not (tmp_path / "out2").exists()
+
+
+THUMOS14 = ["BaseballPitch", "BasketballDunk", "Billiards", "CleanAndJerk", "CliffDiving",
+            "CricketBowling", "CricketShot", "Diving", "FrisbeeCatch", "GolfSwing",
+            "HammerThrow", "HighJump", "JavelinThrow", "LongJump", "PoleVault", "Shotput",
+            "SoccerPenalty", "TennisSwing", "ThrowDiscus", "VolleyballSpiking"]
+
+
+@pytest.mark.parametrize("num_columns, columns, names", [
+    (20, (4, 9, 19), ["CliffDiving", "GolfSwing", "VolleyballSpiking"]),
+    (100, (0, 37, 98), ["Archery", "Layup drill in basketball", "Wrapping presents"])])
+def test_dgam_falls_back_to_the_release_class_order(tmp_path, num_columns, columns, names):
+    # The ground truth names 3 of the classes: the release's THUMOS14 /
+    # ActivityNet 1.2 column order applies.
+    release = [f"unused {c}" for c in range(num_columns)]
+    for c, name in zip(columns, names):
+        release[c] = name
+    src, out = tmp_path / "src", tmp_path / "out"
+    expected = make_dgam(src, release, columns)
+    info = converters.convert("dgam", str(src), str(out))
+    assert len(info.class_names) == num_columns
+    assert [info.class_names[c] for c in columns] == names
+    if num_columns == 20:
+        assert info.class_names == THUMOS14
+    for split, videos in expected.items():
+        got = _read(out, split)
+        for video_id, _, _, labels, gt in videos:
+            assert got[video_id].labels == labels
+            _assert_gt(got[video_id], gt)
+
+
+def test_dgam_without_a_known_class_order_needs_class_names(tmp_path):
+    src = tmp_path / "src"
+    make_dgam(src, [f"c{i:02d}" for i in range(20)], (0, 1, 2))
+    _assert_fails(tmp_path / "out", "name 3 classes", "20 columns", "--class_names",
+                  source_format="dgam", source_dir=str(src))
 
 
 def test_dgam_one_stream_needs_only_its_folders(tmp_path):

@@ -18,8 +18,11 @@ video and leaves no output folder behind.
 Class order. A `class_names` file (one name a line) fixes the order for any
 layout. Without one: `dgam` uses the ground-truth labels sorted by Python's
 string order (the order of the multi-hot columns in the THUMOS14 and
-ActivityNet 1.2 releases, which are alphabetical), `wtalc` uses
-`classlist.npy`, `npy_dir` the annotation labels sorted.
+ActivityNet 1.2 releases, which are alphabetical); when they name fewer
+classes than the label matrices have columns, 20 or 100 columns take the
+THUMOS14 or ActivityNet 1.2 order (the sorted labels of the shipped ground
+truth, dgam_tf.data.annotations). `wtalc` uses `classlist.npy`, `npy_dir`
+the annotation labels sorted.
 
 Subsets to splits (`wtalc` and `npy_dir`, case-insensitive). THUMOS14
 convention: `validation` -> train, `test` -> test. When any video's subset is
@@ -34,10 +37,13 @@ import re
 import numpy as np
 
 from dgam_tf import io_utils
+from dgam_tf.data import annotations as standard_gt
 from dgam_tf.data import records
 from dgam_tf.errors import UserError
 
 FORMATS = ("dgam", "wtalc", "npy_dir")
+# Label columns of the DGAM releases -> the dataset whose class order they use.
+RELEASE_CLASS_COUNTS = {20: "thumos14", 100: "activitynet12"}
 
 # What a reader found: class names, streams, feature size and a lazy
 # iterator of (split, Video).
@@ -152,9 +158,7 @@ def _dgam(source_dir, annotations, class_names, stream, seconds_per_segment):
         raise UserError(f"train and test labels have different class counts {sorted(num_columns)}")
     num_classes = num_columns.pop()
     if class_names is None:
-        class_names = sorted({a["label"] for entry in database.values()
-                              for a in entry.get("annotations", [])})
-        origin = f"the labels of {gt_path}"
+        class_names, origin = _dgam_class_order(database, gt_path, num_classes)
     else:
         origin = "the class names file"
     if len(class_names) != num_classes:
@@ -187,6 +191,21 @@ def _dgam(source_dir, annotations, class_names, stream, seconds_per_segment):
                 yield split, video
 
     return _Source(class_names, streams, feature_dim, videos())
+
+
+def _dgam_class_order(database, gt_path, num_classes):
+    """(class names, where they come from) for a `dgam` release without a
+    class names file: the ground-truth labels sorted, or, when they are
+    fewer than the label columns, the release's fixed order of THUMOS14 (20
+    columns) or ActivityNet 1.2 (100) if it holds them all."""
+    names = sorted({a["label"] for entry in database.values()
+                    for a in entry.get("annotations", [])})
+    dataset = RELEASE_CLASS_COUNTS.get(num_classes)
+    if len(names) < num_classes and dataset:
+        release = standard_gt.class_names(dataset)
+        if set(names) <= set(release):
+            return release, f"the {dataset} class order"
+    return names, f"the labels of {gt_path}"
 
 
 # --- the wtalc layout -------------------------------------------------------
