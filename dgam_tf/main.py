@@ -110,5 +110,10 @@ def main(argv):
         sys.exit(130)
 
 
-if __name__ == "__main__":
+def console_script():
+    """The `dgam-tf` command (setup.py's entry point), as `python -m dgam_tf.main`."""
     app.run(main)
+
+
+if __name__ == "__main__":
+    console_script()
