@@ -26,7 +26,7 @@ does (a new dataset per stage), and reports:
   at a buffer of 128, below both sizes.
 
 Usage, from the repository root:
-  /work/venv/bin/python benchmarks/input_pipeline.py [--epochs=4] \\
+  python benchmarks/input_pipeline.py [--epochs=4] \\
       [--num_videos=200,400] [--shuffle_buffers=256,128]
 
 The headline figures (first lines of the JSON) are those of the first

@@ -12,7 +12,7 @@ random 400- and 2,000-segment videos:
   class probabilities and T-CAM of all T segments.
 
 Usage, from the repository root:
-  /work/venv/bin/python benchmarks/serving.py [--iterations=200]
+  python benchmarks/serving.py [--iterations=200]
 
 Prints a table; the last line is one JSON object with the figures.
 """

@@ -51,7 +51,7 @@ time of a 4096 x 4096 x 4096 `tf.linalg.matmul` in a tf.function, before and
 after the step timing (other jobs on a shared machine move both numbers).
 
 Usage, from the repository root:
-  /work/venv/bin/python benchmarks/train_step.py --batch_size=32 \\
+  python benchmarks/train_step.py --batch_size=32 \\
       --num_segments=400 --feature_dim=1024 [--num_classes=20] [--jit_compile] \\
       [--mixed_precision=mixed_bfloat16] [--steps=20] [--profile_dir=DIR]
 
