@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
-from conftest import TINY_MODEL, tiny_config
+from conftest import TINY_DATA, TINY_MODEL, tiny_config
 from dgam_tf.data import records, sampling
 from dgam_tf.errors import UserError
 from dgam_tf.export import graph_localization, saved_model
@@ -156,15 +156,33 @@ def assert_same_detections(got, want):
 
 
 # ---- the exported model -------------------------------------------------------
+# Requests are checked in the graph, not against the declared shapes: TF
+# Serving does not enforce those, and neither do restored signatures.
 
 
-def test_saved_model_cli_lists_both_signatures(fresh_run):
+def _cli_inputs(shown):
+    """{signature: {input: (dtype, shape)}} from `saved_model_cli show --all`."""
+    inputs = {}
+    for section in shown.split("signature_def['")[1:]:
+        name = section[:section.index("'")]
+        inputs[name] = {m[0]: (m[1], m[2]) for m in re.findall(
+            r"inputs\['(\w+)'\] tensor_info:\s+dtype: (\w+)\s+shape: (.+)", section)}
+    return inputs
+
+
+def test_saved_model_cli_shows_both_signatures_and_their_shapes(fresh_run):
     shown = fresh_run["cli"]
-    for name in ("serving_default", "localize"):
-        assert f"signature_def['{name}']" in shown
-    for name in ("rgb_features", "flow_features", "num_segments", "duration",
-                 "rgb_tcam", "flow_class_probs", "label", "class_id"):
-        assert f"['{name}']" in shown
+    for name in ("rgb_tcam", "flow_class_probs", "label", "class_id"):
+        assert f"outputs['{name}']" in shown
+    d = TINY_DATA["feature_dim"]
+    inputs = _cli_inputs(shown)
+    assert inputs["serving_default"] == {
+        "rgb_features": ("DT_FLOAT", f"(-1, -1, {d})"),
+        "flow_features": ("DT_FLOAT", f"(-1, -1, {d})"),
+        "num_segments": ("DT_INT32", "(-1)")}
+    assert inputs["localize"] == {"rgb_features": ("DT_FLOAT", f"(-1, {d})"),
+                                  "flow_features": ("DT_FLOAT", f"(-1, {d})"),
+                                  "duration": ("DT_FLOAT", "()")}
 
 
 def test_export_layout(export_path):
@@ -242,6 +260,9 @@ def _nan_video():
     ("localize", client.localize_inputs(_nan_video(), 10.0), "NaN or Inf"),
     ("localize", {**client.localize_inputs(_video()), "rgb_features": np.zeros(16, np.float32)},
      "rgb_features must be float32 [segments, D]"),
+    ("localize", {**client.localize_inputs(_video()),
+                  "flow_features": np.zeros((1, 30, 16), np.float32)},
+     "flow_features must be float32 [segments, D]"),
     ("localize", {**client.localize_inputs(_video()),
                   "flow_features": np.zeros((29, 16), np.float32)}, "same number of segments"),
     ("localize", client.localize_inputs(_video(), -1.0), "duration must be"),

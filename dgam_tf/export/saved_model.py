@@ -17,9 +17,12 @@ expected):
   score. The video is sampled uniformly inside the graph, n = clip(T,
   test_min_segments, test_max_segments).
 
-A one-stream model has only that stream's inputs and outputs. Inputs are
-declared with unknown shapes so that wrong ranks and feature sizes reach the
-graph's checks instead of failing with a generic shape error.
+A one-stream model has only that stream's inputs and outputs. The inputs
+declare their shapes (features [B, T, D] / [T, D] with D fixed, lengths [B],
+duration []), so `saved_model_cli`, TF Serving's metadata API and generated
+clients show what to send. TF Serving does not check requests against them,
+so the graph checks the features' rank and D too, besides what shapes cannot
+say: NaN, streams of different T, an empty video, lengths beyond T.
 
 `export` writes `<export_dir>/<version>/` atomically, with warm-up requests
 for both signatures in `assets.extra/tf_serving_warmup_requests`.
@@ -85,14 +88,17 @@ class DGAMServing(tf.Module):
         self.attention = {s: models[s].attention for s in self._streams}
         self.classifier = {s: models[s].classifier for s in self._streams}
         # Signatures are built per instance: their inputs depend on the streams.
-        features = [tf.TensorSpec(None, tf.float32, name=f"{s}_features")
-                    for s in self._streams]
+        def features(shape):
+            return [tf.TensorSpec(shape + [self._feature_dim], tf.float32,
+                                  name=f"{s}_features") for s in self._streams]
         self.serving_default = tf.function(
             self._serving_default, autograph=False,
-            input_signature=features + [tf.TensorSpec(None, tf.int32, name="num_segments")])
+            input_signature=features([None, None])
+            + [tf.TensorSpec([None], tf.int32, name="num_segments")])
         self.localize = tf.function(
             self._localize, autograph=False,
-            input_signature=features + [tf.TensorSpec(None, tf.float32, name="duration")])
+            input_signature=features([None])
+            + [tf.TensorSpec([], tf.float32, name="duration")])
 
     def signature_functions(self):
         """{signature name: tf.function} for `tf.saved_model.save`."""
@@ -102,16 +108,15 @@ class DGAMServing(tf.Module):
     def _serving_default(self, *inputs):
         *features, lengths = inputs
         checks, valid, shape = self._feature_checks(features, rank=3)
-        in_range = ((tf.rank(lengths) == 1) & (tf.size(lengths) == shape[0])
+        in_range = ((tf.size(lengths) == shape[0])
                     & tf.reduce_all((lengths >= 1) & (lengths <= shape[1])))
         checks.append(tf.debugging.Assert(~valid | in_range, [
             "num_segments must be int32 [batch] with 1 <= num_segments <= T, the "
             "segment dimension of the features; got", lengths, "for features of shape",
             shape]))
-        features = self._checked_features(features, checks, rank=3)
+        features = self._checked_features(features, checks)
         with tf.control_dependencies(checks):
             lengths = tf.identity(lengths)
-        lengths.set_shape([None])
         outputs = {}
         for stream, x in features.items():
             attention, class_probs, tcam = self._stream_outputs(stream, x, lengths)
@@ -124,14 +129,12 @@ class DGAMServing(tf.Module):
         *features, duration = inputs
         checks, _, _ = self._feature_checks(features, rank=2)
         checks.append(tf.debugging.Assert(
-            (tf.rank(duration) == 0)
-            & tf.reduce_all(tf.math.is_finite(duration) & (duration >= 0)),
+            tf.reduce_all(tf.math.is_finite(duration) & (duration >= 0)),
             ["duration must be a float32 scalar: the length of the video in seconds, "
              "finite and >= 0 (0 = unknown: 0.64 s per segment); got", duration]))
-        features = self._checked_features(features, checks, rank=2)
+        features = self._checked_features(features, checks)
         with tf.control_dependencies(checks):
             duration = tf.cast(duration, tf.float64)
-        duration.set_shape([])
         num_segments = tf.shape(next(iter(features.values())))[0]  # T
         n = sampling.test_sample_count(num_segments, *self._sample_range)
         index = sampling.uniform_indices(num_segments, n)  # [n]
@@ -166,7 +169,7 @@ class DGAMServing(tf.Module):
             shape = tf.shape(x)
             # Zeros in front make indexing safe whatever the actual rank.
             padded = tf.concat([tf.zeros([rank], tf.int32), shape], axis=0)[-rank:]
-            ok = ((tf.size(shape) == rank) & (padded[-1] == self._feature_dim)
+            ok = ((_runtime_rank(x) == rank) & (padded[-1] == self._feature_dim)
                   & (padded[-2] > 0))
             checks.append(tf.debugging.Assert(ok, [
                 f"{stream}_features must be float32 {layout} with D = {self._feature_dim} "
@@ -180,17 +183,12 @@ class DGAMServing(tf.Module):
                 f"{first} and {second} must have the same {what}; got shapes", x, y]))
         return checks, valid, next(iter(shapes.values()))
 
-    def _checked_features(self, features, checks, rank):
-        """{stream: features} computed after `checks` and a NaN/Inf check,
-        with a static shape [..., D]."""
-        checked = {}
+    def _checked_features(self, features, checks):
+        """{stream: features} computed after `checks` and a NaN/Inf check."""
         with tf.control_dependencies(checks):
-            for stream, x in zip(self._streams, features):
-                x = tf.debugging.check_numerics(
-                    x, f"{stream}_features contains NaN or Inf; features must be finite")
-                x.set_shape([None] * (rank - 1) + [self._feature_dim])
-                checked[stream] = x
-        return checked
+            return {stream: tf.debugging.check_numerics(
+                x, f"{stream}_features contains NaN or Inf; features must be finite")
+                for stream, x in zip(self._streams, features)}
 
     def _stream_outputs(self, stream, x, lengths):
         """One stream's outputs on a padded batch (algorithm.md §5 steps 1, 3).
@@ -214,6 +212,15 @@ class DGAMServing(tf.Module):
                  for s in self._streams}
         return [client.serving_default_request([video]),
                 client.localize_request(video, duration=0.0)]
+
+
+def _runtime_rank(x):
+    """The rank of the tensor actually fed, int32 [].
+
+    tf.rank would give the declared rank at tracing time, which TF Serving
+    does not enforce; counting the entries of the run-time shape does not.
+    """
+    return tf.math.count_nonzero(tf.shape(x) >= 0, dtype=tf.int32)
 
 
 def write_warmup_requests(path, requests):
