@@ -30,6 +30,10 @@ def define_flags(fv=flags.FLAGS):
     flags.DEFINE_string("data_dir", None, "Folder of records (dataset.json + shards). "
                         "Unset: the built-in synthetic dataset, generated once into "
                         "--synthetic_cache.", **d)
+    flags.DEFINE_enum("synthetic_preset", "basic", ["basic", "realistic"],
+                      "Built-in data: basic (easy, D=256, 5 classes, the quick demo) or "
+                      "realistic (THUMOS14-like videos with I3D-like features, D=1024, 20 "
+                      "classes; use with --flagfile=flags/thumos14.cfg).", **d)
     flags.DEFINE_string("synthetic_cache", os.path.join(DEFAULT_CACHE, "synthetic"),
                         "Where the built-in synthetic dataset is cached.", **d)
     flags.DEFINE_list("streams", list(STREAMS), "Streams to train/evaluate (rgb, flow).", **d)

@@ -70,7 +70,8 @@ def run(config):
         from dgam_tf.data import synthetic
         if not config.data_dir:
             raise UserError("--mode=synth needs --data_dir (where to write the dataset)")
-        info = synthetic.generate(config.data_dir, seed=config.seed, overwrite=config.overwrite)
+        info = synthetic.generate(config.data_dir, seed=config.seed, overwrite=config.overwrite,
+                                  preset=config.synthetic_preset)
         print(f"Wrote {config.data_dir}: " + ", ".join(
             f"{s} {v['num_videos']} videos" for s, v in info.splits.items()))
     elif mode == "convert":

@@ -180,7 +180,8 @@ class _Prototypes:
     context: np.ndarray
 
 
-def _rng(seed, purpose, a=0, b=0):
+def keyed_rng(seed, purpose, a=0, b=0):
+    """The numpy Generator of one purpose and (a, b) key under `seed`."""
     # Fixed-length keys: numpy's SeedSequence treats trailing zeros of keys of
     # different lengths alike.
     return np.random.default_rng([seed, purpose, a, b])
@@ -272,8 +273,19 @@ def sample_layout(rng, config):
     return Layout(kind, class_id, strength, scene, spans)
 
 
-def _blur(track):
+def blur(track):
+    """[T] -> [T]: a segment overlapping a boundary sees a bit of both sides."""
     return np.convolve(track, [0.25, 0.5, 0.25], mode="same")
+
+
+def ar1_noise(rng, t, d, correlation):
+    """[T, D] Gaussian noise, unit variance, AR(1) along T with `correlation`."""
+    white = rng.normal(0, 1, (t, d))
+    noise = np.empty_like(white)
+    noise[0] = white[0]
+    for i in range(1, t):
+        noise[i] = correlation * noise[i - 1] + np.sqrt(1 - correlation ** 2) * white[i]
+    return noise
 
 
 def render_stream(rng, layout, prototypes, profile, config):
@@ -295,16 +307,11 @@ def render_stream(rng, layout, prototypes, profile, config):
         action = prototypes.action[c] * np.exp(rng.normal(0, 0.25, d))
         context = prototypes.context[c] * np.exp(rng.normal(0, 0.25, d))
         of_class = layout.class_id == c
-        w = _blur(layout.strength * (of_class & (layout.kind == ACTION)))
-        k = _blur(layout.strength * (of_class & (layout.kind == CONTEXT)))
+        w = blur(layout.strength * (of_class & (layout.kind == ACTION)))
+        k = blur(layout.strength * (of_class & (layout.kind == CONTEXT)))
         x += profile.action_gain * w[:, None] * action
         x += config.context_strength * profile.context_gain * k[:, None] * context
-    white = rng.normal(0, 1, (t, d))
-    noise = np.empty_like(white)
-    noise[0] = white[0]
-    for i in range(1, t):
-        noise[i] = 0.5 * noise[i - 1] + np.sqrt(1 - 0.5 ** 2) * white[i]
-    x += config.noise * profile.noise_std * noise
+    x += config.noise * profile.noise_std * ar1_noise(rng, t, d, 0.5)
     return np.maximum(x, 0).astype(np.float32)
 
 
@@ -316,30 +323,38 @@ class SyntheticGenerator:
         self.config = config
         self.seed = seed
         self._prototypes = {
-            stream: _draw_prototypes(_rng(seed, _PROTOTYPES, i), config)
+            stream: _draw_prototypes(keyed_rng(seed, _PROTOTYPES, i), config)
             for i, stream in enumerate(records.STREAMS)}
 
     def video(self, split, index):
         """Returns (Video, Layout) of video `index` of `split`."""
         split_code = SPLITS.index(split)
-        layout = sample_layout(_rng(self.seed, _LAYOUT, split_code, index), self.config)
+        layout = sample_layout(keyed_rng(self.seed, _LAYOUT, split_code, index), self.config)
         features = {
             stream: render_stream(
-                _rng(self.seed, _RENDER, split_code, index * len(records.STREAMS) + i),
+                keyed_rng(self.seed, _RENDER, split_code, index * len(records.STREAMS) + i),
                 layout, self._prototypes[stream], STREAM_PROFILES[stream], self.config)
             for i, stream in enumerate(records.STREAMS)}
-        video = records.Video(
-            video_id=f"synthetic_{split}_{index:05d}",
-            features=features,
-            labels=sorted({c for _, _, c in layout.instances}),
-            duration=layout.num_segments * SECONDS_PER_SEGMENT,
-            seconds_per_segment=SECONDS_PER_SEGMENT,
-            gt=[(s * SECONDS_PER_SEGMENT, e * SECONDS_PER_SEGMENT, c)
-                for s, e, c in layout.instances])
-        return video, layout
+        return make_video(split, index, features, layout), layout
 
 
-def generate(out_dir, *, seed=0, num_shards=4, overwrite=False, **config):
+def make_video(split, index, features, layout):
+    """The records.Video of video `index` of `split`: features and its Layout's
+    labels and ground truth."""
+    return records.Video(
+        video_id=f"synthetic_{split}_{index:05d}",
+        features=features,
+        labels=sorted({c for _, _, c in layout.instances}),
+        duration=layout.num_segments * SECONDS_PER_SEGMENT,
+        seconds_per_segment=SECONDS_PER_SEGMENT,
+        gt=[(s * SECONDS_PER_SEGMENT, e * SECONDS_PER_SEGMENT, c)
+            for s, e, c in layout.instances])
+
+
+PRESETS = ("basic", "realistic")
+
+
+def generate(out_dir, *, seed=0, num_shards=4, overwrite=False, preset="basic", **config):
     """Writes a synthetic dataset folder (splits train, validation, test).
 
     Args:
@@ -347,9 +362,12 @@ def generate(out_dir, *, seed=0, num_shards=4, overwrite=False, **config):
       seed: the same seed and config give byte-identical features.
       num_shards: record files per split (fewer for a split with fewer videos).
       overwrite: replace an existing `out_dir`.
-      **config: SyntheticConfig fields, e.g. num_classes=5, feature_dim=256,
-        num_train=200, num_validation=50, num_test=100, noise=1.0,
-        context_strength=2.0.
+      preset: "basic" (this module's generative model) or "realistic"
+        (THUMOS14-like videos with I3D-like features, data/realistic.py).
+      **config: fields of the preset's config (SyntheticConfig, e.g.
+        num_classes=5, feature_dim=256, num_train=200, num_validation=50,
+        num_test=100, noise=1.0, context_strength=2.0; or
+        realistic.RealisticConfig).
 
     Returns:
       The DatasetInfo written to `<out_dir>/dataset.json`.
@@ -357,12 +375,17 @@ def generate(out_dir, *, seed=0, num_shards=4, overwrite=False, **config):
     Raises:
       UserError: an impossible config, or `out_dir` exists without `overwrite`.
     """
-    config = SyntheticConfig(**config)
-    generator = SyntheticGenerator(config, seed)
+    if preset == "realistic":
+        from dgam_tf.data import realistic
+        config = realistic.RealisticConfig(**config)
+        generator = realistic.RealisticGenerator(config, seed)
+    else:
+        config = SyntheticConfig(**config)
+        generator = SyntheticGenerator(config, seed)
     info = records.DatasetInfo(
         class_names=config.class_names, streams=list(records.STREAMS),
         feature_dim=config.feature_dim, feature_dtype="float16",
-        name=f"synthetic (seed {seed})")
+        name=f"synthetic {preset} (seed {seed})")
     with records.DatasetWriter(out_dir, info, num_shards={s: num_shards for s in SPLITS},
                                overwrite=overwrite) as writer:
         for split in SPLITS:

@@ -24,10 +24,13 @@ def resolve_data(config):
     with --skip_bad_records, finds the bad records to leave out."""
     data_dir = config.data_dir
     if not data_dir:
-        data_dir = os.path.join(config.synthetic_cache, f"v{SYNTHETIC_VERSION}")
+        preset = config.synthetic_preset
+        data_dir = os.path.join(config.synthetic_cache, f"v{SYNTHETIC_VERSION}" if preset ==
+                                "basic" else f"{preset}-v{SYNTHETIC_VERSION}")
         if not os.path.exists(os.path.join(data_dir, records.METADATA_FILE)):
-            print(f"Generating the built-in synthetic dataset in {data_dir} (once)...")
-            synthetic.generate(data_dir, overwrite=True)
+            print(f"Generating the built-in synthetic dataset ({preset}) in {data_dir} "
+                  "(once)...")
+            synthetic.generate(data_dir, preset=preset, overwrite=True)
     info = records.load_info(data_dir)
     if config.skip_bad_records:
         info = records.skip_bad_records(data_dir, info)
