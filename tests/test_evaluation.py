@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from dgam_tf import flags as dgam_flags
 from dgam_tf.errors import UserError
 from dgam_tf.evaluation import detection
 
@@ -165,6 +166,16 @@ def test_missing_files_and_empty_subsets(tmp_path):
         detection.parse_predictions({"version": 1}, ("A",))
 
 
+@pytest.mark.parametrize("argv, expected", [
+    ([], [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]),
+    (["--dataset=activitynet12"], [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95]),
+    (["--dataset=activitynet12", "--tiou_thresholds=0.3,0.7"], [0.3, 0.7]),
+])
+def test_thresholds_follow_the_dataset_unless_given(argv, expected):
+    thresholds = detection.thresholds_from_flags(dgam_flags.make_config(argv))
+    assert thresholds == pytest.approx(expected, abs=1e-12)
+
+
 def test_named_averages_and_table():
     metrics = {"tiou_thresholds": list(detection.THUMOS14_TIOU_THRESHOLDS),
                "mAP": [0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01],
@@ -177,7 +188,15 @@ def test_named_averages_and_table():
     assert "average_mAP_0.5:0.95" not in averages
     table = detection.format_table(metrics, "thumos14")
     assert "0.1:0.5 40.00" in table and "0.3:0.7 21.00" in table
-    assert "  60.00  50.00" in table
+    assert "\nmAP    60.00  50.00" in table
+    rgb = dict(metrics, mAP=[0.1] * 9, average_mAP=0.1, num_predictions=5)
+    lines = detection.format_table(metrics, "x", {"rgb": rgb}).splitlines()
+    assert lines[0].endswith("2 ground-truth instances, 1 predictions (rgb 5 alone)")
+    assert [line.split()[0] for line in lines[1:]] == ["tIoU", "rgb", "fused", "average",
+                                                      "average"]
+    assert lines[2].split()[1:] == ["10.00"] * 9 and lines[3].split()[1:3] == ["60.00", "50.00"]
+    assert lines[4].startswith("average mAP (rgb): 0.1:0.5 10.00, 0.3:0.7 10.00")
+    assert lines[5].startswith("average mAP (fused): 0.1:0.5 40.00")
     anet = detection.add_average_mAPs(
         {"tiou_thresholds": list(detection.ACTIVITYNET_TIOU_THRESHOLDS),
          "mAP": list(np.arange(10) / 10)})
@@ -196,8 +215,9 @@ def test_run_eval_detections_writes_metrics(tmp_path, capsys):
     metrics = detection.run_eval_detections(
         str(gt_path), str(predictions_path), "test", None, str(output))
     assert json.loads(output.read_text()) == metrics
-    assert metrics["tiou_thresholds"] == list(
-        detection.THUMOS14_TIOU_THRESHOLDS)  # the default
+    # THUMOS14's linspace thresholds, written as a user types them (exact
+    # floats: linspace's third is 0.30000000000000004).
+    assert metrics["tiou_thresholds"] == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
     assert metrics["mAP"] == [1.0] * 9
     assert metrics["average_mAP_0.1:0.5"] == 1.0
     printed = capsys.readouterr().out

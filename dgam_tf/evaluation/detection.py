@@ -26,6 +26,7 @@ import os
 
 import numpy as np
 
+from dgam_tf import flags as dgam_flags
 from dgam_tf import io_utils
 from dgam_tf.errors import UserError
 
@@ -33,6 +34,7 @@ from dgam_tf.errors import UserError
 THUMOS14_TIOU_THRESHOLDS = tuple(float(t) for t in np.linspace(0.1, 0.9, 9))
 ACTIVITYNET_TIOU_THRESHOLDS = tuple(
     float(t) for t in np.linspace(0.5, 0.95, 10))
+DATASET_TIOU_THRESHOLDS = {"activitynet12": ACTIVITYNET_TIOU_THRESHOLDS}
 
 # Named averages of mAP over tIoU ranges, added when all thresholds of a
 # range were evaluated: THUMOS14 reports the first three, ActivityNet the last.
@@ -46,6 +48,18 @@ AVERAGE_RANGES = {
 # ActivityNet files say "training"/"validation"/"testing", THUMOS14
 # conversions often "train"/"val"/"test"; either spelling selects the subset.
 _SUBSET_ALIASES = {"train": "training", "val": "validation", "test": "testing"}
+
+
+def thresholds_from_flags(config):
+    """--tiou_thresholds, or unset the --dataset's (THUMOS14's for others)."""
+    if config.tiou_thresholds:
+        return dgam_flags.floats(config.tiou_thresholds, "tiou_thresholds")
+    return DATASET_TIOU_THRESHOLDS.get(config.dataset, THUMOS14_TIOU_THRESHOLDS)
+
+
+def as_typed(value):
+    """A float as a user would type it: 0.30000000000000004 -> 0.3."""
+    return float(f"{value:.15g}")
 
 
 def _canonical_subset(name):
@@ -382,7 +396,8 @@ def evaluate(ground_truth, predictions, tiou_thresholds):
       tiou_thresholds: K thresholds in [0, 1].
 
     Returns:
-      dict with fractions: "tiou_thresholds" [K], "mAP" [K], "average_mAP"
+      dict with fractions: "tiou_thresholds" [K] (as typed, see `as_typed`),
+      "mAP" [K], "average_mAP"
       (mean over thresholds), "ap_per_class" {label: [K]},
       "num_predictions", "num_ground_truth".
 
@@ -411,7 +426,7 @@ def evaluate(ground_truth, predictions, tiou_thresholds):
         np.bincount(ground_truth.label, minlength=num_classes))
     mean_ap = ap.mean(axis=1)
     return {
-        "tiou_thresholds": thresholds.tolist(),
+        "tiou_thresholds": [as_typed(t) for t in thresholds],
         "mAP": mean_ap.tolist(),
         "average_mAP": float(mean_ap.mean()),
         "ap_per_class": {name: ap[:, c].tolist()
@@ -440,30 +455,37 @@ def add_average_mAPs(metrics):
     return {**metrics, **averages}
 
 
-def format_table(metrics, dataset=""):
+def format_table(metrics, dataset="", streams=None):
     """The metrics as a printable table in percent.
 
     Args:
       metrics: a dict from `evaluate` (named averages are added here).
       dataset: name shown in the title, e.g. "thumos14".
+      streams: optional {stream: metrics} of each stream localized alone;
+        their rows come first and the row of `metrics` is labelled "fused".
 
     Returns:
-      multi-line string: mAP per threshold, then the named averages and the
-      average over all thresholds.
+      multi-line string: the title, the tIoU thresholds, one row of mAP per
+      threshold per stream (or one "mAP" row), then per row the named
+      averages and the average over all thresholds.
     """
-    metrics = add_average_mAPs(metrics)
+    rows = {**streams, "fused": metrics} if streams else {"mAP": metrics}
     title = f"Detection mAP (%) on {dataset}" if dataset else "Detection mAP (%)"
+    alone = (" (" + ", ".join(f"{s} {m['num_predictions']}" for s, m in streams.items())
+             + " alone)") if streams else ""
     lines = [
         f"{title}: {metrics['num_ground_truth']} ground-truth instances, "
-        f"{metrics['num_predictions']} predictions",
+        f"{metrics['num_predictions']} predictions{alone}",
         "tIoU " + "".join(f"{t:>7.2f}" for t in metrics["tiou_thresholds"]),
-        "mAP  " + "".join(f"{100 * m:>7.2f}" for m in metrics["mAP"]),
     ]
-    averages = [f"{key[len('average_mAP_'):]} {100 * value:.2f}"
-                for key, value in metrics.items()
-                if key.startswith("average_mAP_")]
-    averages.append(f"all thresholds {100 * metrics['average_mAP']:.2f}")
-    lines.append("average mAP: " + ", ".join(averages))
+    lines += [f"{label:<5}" + "".join(f"{100 * m:>7.2f}" for m in row["mAP"])
+              for label, row in rows.items()]
+    for label, row in rows.items():
+        row = add_average_mAPs(row)
+        averages = [f"{key[len('average_mAP_'):]} {100 * value:.2f}"
+                    for key, value in row.items() if key.startswith("average_mAP_")]
+        averages.append(f"all thresholds {100 * row['average_mAP']:.2f}")
+        lines.append(f"average mAP{f' ({label})' if streams else ''}: " + ", ".join(averages))
     return "\n".join(lines)
 
 
