@@ -1,13 +1,21 @@
-"""Tests of the TF Serving client helpers on protos and JSON (no server)."""
+"""Tests of the TF Serving client helpers on protos and JSON, and of its
+command line against loopback REST and gRPC servers that answer like TF
+Serving."""
+import concurrent.futures
+import http.server
 import io
 import json
+import socket
+import threading
 import urllib.error
 
+import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
+from dgam_tf.data import records
 from dgam_tf.serving import client
 
 
@@ -169,3 +177,160 @@ def test_rest_predict_reports_the_server_error(monkeypatch):
     monkeypatch.setattr(client.urllib.request, "urlopen", urlopen)
     with pytest.raises(RuntimeError, match=r"\(400\): duration must be a float32 scalar"):
         client.rest_predict(client.rest_url(), {})
+
+
+# ---- the command line ---------------------------------------------------------
+
+# What the fake servers answer (as _localize_response): two detections.
+OUTPUTS = {"start": [1.0, 4.5], "end": [2.0, 6.0], "score": [0.9, 0.2],
+           "class_id": [0, 2], "label": ["BaseballPitch", "CliffDiving"]}
+DETECTIONS = [{"label": "BaseballPitch", "score": 0.9, "segment": [1.0, 2.0]},
+              {"label": "CliffDiving", "score": 0.2, "segment": [4.5, 6.0]}]
+
+
+@pytest.fixture
+def rest_server():
+    """A loopback HTTP server: records each request (path, JSON body) in
+    `server.seen` and answers `server.reply` (status, JSON object)."""
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's method name)
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            self.server.seen.append((self.path, json.loads(body)))
+            status, reply = self.server.reply
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(json.dumps(reply).encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.seen, server.reply = [], (200, {"outputs": OUTPUTS})
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _run(capsys, *argv):
+    """(exit status, stdout, stderr) of the command line."""
+    status = client.main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def _save(tmp_path, name, x):
+    np.save(tmp_path / name, x)
+    return str(tmp_path / name)
+
+
+def test_cli_sends_npy_streams_over_rest_and_prints_activitynet_json(
+        tmp_path, capsys, rest_server):
+    rgb, flow = (np.random.default_rng(i).normal(size=(5, 4)).astype(np.float32)
+                 for i in range(2))
+    status, out, err = _run(
+        capsys, "--rgb", _save(tmp_path, "video_7.npy", rgb),
+        "--flow", _save(tmp_path, "flow.npy", flow), "--duration", "3.2",
+        "--server", f"127.0.0.1:{rest_server.server_port}", "--version", "3")
+    assert (status, err) == (0, "")
+    assert json.loads(out)["results"] == {"video_7": DETECTIONS}
+    [(path, body)] = rest_server.seen
+    assert path == "/v1/models/dgam/versions/3:predict"
+    assert body["signature_name"] == "localize"
+    np.testing.assert_array_equal(body["inputs"]["rgb_features"], rgb)
+    np.testing.assert_array_equal(body["inputs"]["flow_features"], flow)
+    assert body["inputs"]["duration"] == pytest.approx(3.2)
+
+
+def test_cli_sends_every_video_of_a_record_file(tmp_path, capsys, rest_server):
+    info = records.DatasetInfo(class_names=["a", "b"], streams=["flow"], feature_dim=3,
+                               feature_dtype="float32")
+    rng = np.random.default_rng(0)
+    videos = [records.Video(f"v{i}", {"flow": rng.normal(size=(4 + i, 3)).astype(np.float32)},
+                            [0], duration=2.0 + i) for i in range(2)]
+    with records.DatasetWriter(str(tmp_path / "data"), info) as writer:
+        for video in videos:
+            writer.add("test", video)
+    [shard] = info.splits["test"]["files"]
+    status, out, _ = _run(capsys, "--record", str(tmp_path / "data" / shard),
+                          "--server", f"127.0.0.1:{rest_server.server_port}")
+    assert status == 0
+    assert json.loads(out)["results"] == {"v0": DETECTIONS, "v1": DETECTIONS}
+    for (path, body), video in zip(rest_server.seen, videos):
+        assert path == "/v1/models/dgam:predict"
+        assert set(body["inputs"]) == {"flow_features", "duration"}
+        np.testing.assert_array_equal(body["inputs"]["flow_features"], video.features["flow"])
+        assert body["inputs"]["duration"] == video.duration
+
+
+def test_cli_over_grpc_with_joint_features(tmp_path, capsys):
+    seen = []
+
+    class Servicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+        def Predict(self, request, context):  # noqa: N802 (gRPC method name)
+            seen.append(request)
+            if request.model_spec.name != "dgam":
+                context.abort(grpc.StatusCode.NOT_FOUND, "no model named other")
+            return _localize_response()
+
+    server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=1))
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Servicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        joint = np.arange(24, dtype=np.float32).reshape(3, 8)
+        args = ["--joint", _save(tmp_path, "clip.npy", joint), "--protocol", "grpc",
+                "--server", f"127.0.0.1:{port}", "--video_id", "mine"]
+        status, out, _ = _run(capsys, *args)
+        assert status == 0
+        assert json.loads(out)["results"]["mine"] == [
+            {**d, "score": pytest.approx(d["score"])} for d in DETECTIONS]
+        request = seen[0]
+        assert request.model_spec.signature_name == "localize"
+        np.testing.assert_array_equal(tf.make_ndarray(request.inputs["rgb_features"]),
+                                      joint[:, :4])
+        np.testing.assert_array_equal(tf.make_ndarray(request.inputs["flow_features"]),
+                                      joint[:, 4:])
+        status, out, err = _run(capsys, *args, "--model", "other")
+        assert (status, out) == (1, "")
+        assert err == f"error: TF Serving error (NOT_FOUND) at 127.0.0.1:{port}: " \
+                      "no model named other\n"
+    finally:
+        server.stop(None)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing file", "error: feature file not found: {tmp}/missing.npy"),
+    ("wrong rank", "error: {tmp}/flat.npy: expected features [T, D], got shape (5,)"),
+    ("server error", "error: TF Serving error (400): rgb_features must be float32"),
+    ("no server", "error: cannot reach http://127.0.0.1:{port}/v1/models/dgam:predict"),
+])
+def test_cli_errors_are_one_line(tmp_path, capsys, rest_server, case, message):
+    port = _free_port() if case == "no server" else rest_server.server_port
+    rest_server.reply = (400, {"error": "rgb_features must be float32 [segments, D]"})
+    video = {"missing file": str(tmp_path / "missing.npy"),
+             "wrong rank": _save(tmp_path, "flat.npy", np.zeros(5))}.get(
+        case, _save(tmp_path, "ok.npy", np.zeros((5, 4))))
+    status, out, err = _run(capsys, "--rgb", video, "--server", f"127.0.0.1:{port}")
+    assert (status, out) == (1, "")
+    assert err.startswith(message.format(tmp=tmp_path, port=port))
+    assert err.count("\n") == 1
+
+
+def test_cli_help_and_a_missing_video(capsys):
+    with pytest.raises(SystemExit) as done:
+        client.main(["--help"])
+    assert done.value.code == 0
+    assert "--record" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as done:
+        client.main(["--server", "localhost:1"])
+    assert done.value.code == 2
+    assert "give the video as --rgb" in capsys.readouterr().err

@@ -13,16 +13,22 @@ gRPC: build a `PredictRequest` with `serving_default_request` or
 JSON body with `rest_body` (or `rest_instances` for the row format of
 `serving_default`), post it to `rest_url(...)` with `rest_predict`, or any
 HTTP client, and read the reply with `parse_rest_response`.
+
+From the shell, `python -m dgam_tf.serving.client` sends videos (.npy
+features or a record file) to `localize` and prints ActivityNet result JSON
+(`--help`). TensorFlow and gRPC are imported only where they are needed, so
+the REST path and `--help` start quickly.
 """
+import argparse
 import json
+import os
+import sys
 import urllib.error
 import urllib.request
 
-import grpc
 import numpy as np
-import tensorflow as tf
-from tensorflow_serving.apis import predict_pb2
-from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+from dgam_tf.errors import UserError
 
 MODEL_NAME = "dgam"
 SERVING_DEFAULT = "serving_default"
@@ -84,6 +90,9 @@ def predict_request(signature_name, inputs, model_name=MODEL_NAME, version=None)
     Returns:
       `tensorflow_serving.apis.predict_pb2.PredictRequest`.
     """
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model_name
     request.model_spec.signature_name = signature_name
@@ -108,12 +117,17 @@ def localize_request(features, duration=0.0, model_name=MODEL_NAME, version=None
 
 def parse_predict_response(response):
     """A `PredictResponse` as a dict output name -> numpy array (str for text)."""
+    import tensorflow as tf
+
     return {name: _decode_strings(tf.make_ndarray(proto))
             for name, proto in response.outputs.items()}
 
 
 def make_stub(target):
     """A `PredictionServiceStub` on an insecure channel to "host:port"."""
+    import grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
     return prediction_service_pb2_grpc.PredictionServiceStub(
         grpc.insecure_channel(target))
 
@@ -180,7 +194,8 @@ def rest_predict(url, body, timeout=30.0):
     """POSTs a JSON body to a REST `:predict` URL; returns the parsed outputs.
 
     Raises:
-      RuntimeError: the server answered with an error (its message included).
+      RuntimeError: the server answered with an error (its message included)
+        or cannot be reached.
     """
     request = urllib.request.Request(url, data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
@@ -194,6 +209,8 @@ def rest_predict(url, body, timeout=30.0):
         except (ValueError, KeyError, TypeError):
             pass
         raise RuntimeError(f"TF Serving error ({error.code}): {message}") from None
+    except urllib.error.URLError as error:
+        raise RuntimeError(f"cannot reach {url}: {error.reason}") from None
 
 
 # ---- outputs ----------------------------------------------------------------
@@ -223,3 +240,129 @@ def _decode_strings(array):
         return array
     return np.array([s.decode() if isinstance(s, bytes) else s for s in array.ravel()],
                     dtype=str).reshape(array.shape)
+
+
+# ---- command line -----------------------------------------------------------
+
+
+def results_json(outputs_by_video):
+    """`localize` outputs of several videos as an ActivityNet result JSON
+    object (see localize.results_json).
+
+    Args:
+      outputs_by_video: mapping video id -> parsed `localize` outputs.
+    """
+    from dgam_tf.localization import localize
+
+    names, by_video = {}, {}
+    for video_id, outputs in outputs_by_video.items():
+        found = detections(outputs)
+        names.update((d["class_id"], d["label"]) for d in found)
+        by_video[video_id] = [localize.Detection(d["class_id"], d["score"], *d["segment"])
+                              for d in found]
+    return localize.results_json(by_video, names)
+
+
+def _load_features(path):
+    """A [T, D] feature matrix from a .npy file; UserError names the file."""
+    try:
+        x = np.load(path)
+    except FileNotFoundError:
+        raise UserError(f"feature file not found: {path}") from None
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read {path}: {e}") from None
+    if x.ndim != 2:
+        raise UserError(f"{path}: expected features [T, D], got shape {x.shape}")
+    return x
+
+
+def read_videos(args):
+    """[(video_id, {stream: [T, D]}, duration)] that the command line names."""
+    if args.record:
+        from dgam_tf.data import records
+
+        if not os.path.isfile(args.record):
+            raise UserError(f"record file not found: {args.record}")
+        info = records.load_info(os.path.dirname(os.path.abspath(args.record)))
+        return [(v.video_id, v.features, v.duration)
+                for v in records.read_videos_from_file(args.record, info)]
+    paths = {s: p for s, p in (("rgb", args.rgb), ("flow", args.flow)) if p}
+    if args.joint:
+        x = _load_features(args.joint)
+        if x.shape[1] % 2:
+            raise UserError(f"{args.joint}: rgb and flow side by side need an even "
+                            f"width, got {x.shape[1]}")
+        features = dict(zip(("rgb", "flow"), np.split(x, 2, axis=1)))
+    else:
+        features = {s: _load_features(p) for s, p in paths.items()}
+    first = args.joint or next(iter(paths.values()))
+    video_id = args.video_id or os.path.splitext(os.path.basename(first))[0]
+    return [(video_id, features, args.duration)]
+
+
+def localize_remote(features, duration, args):
+    """Sends one video to `localize` over args.protocol; returns the outputs."""
+    if args.protocol == "grpc":
+        import grpc
+
+        request = localize_request(features, duration, args.model, args.version)
+        try:
+            return predict(make_stub(args.server), request, args.timeout)
+        except grpc.RpcError as error:
+            raise RuntimeError(f"TF Serving error ({error.code().name}) at {args.server}: "
+                               f"{error.details()}") from None
+    return rest_predict(rest_url(args.server, args.model, args.version),
+                        rest_body(LOCALIZE, localize_inputs(features, duration)),
+                        args.timeout)
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m dgam_tf.serving.client",
+        description="Send videos to a served DGAM model's `localize` signature and print "
+                    "the detections as ActivityNet result JSON.")
+    video = parser.add_argument_group("the video (one of)")
+    video.add_argument("--rgb", metavar="NPY", help="rgb features [T, D] (.npy)")
+    video.add_argument("--flow", metavar="NPY", help="flow features [T, D] (.npy); "
+                       "with --rgb for a two-stream model")
+    video.add_argument("--joint", metavar="NPY", help="rgb and flow side by side "
+                       "[T, 2 D] in one .npy")
+    video.add_argument("--record", metavar="TFRECORD", help="every video of a record "
+                       "file of a dgam-tf dataset (dataset.json beside it)")
+    parser.add_argument("--video_id", help="name of the .npy video in the output "
+                        "(default: the file name)")
+    parser.add_argument("--duration", type=float, default=0.0,
+                        help="the .npy video's length in seconds (default 0: "
+                             "unknown, 0.64 s per segment)")
+    parser.add_argument("--server", default="localhost:8501",
+                        help="TF Serving host:port (default localhost:8501, the REST "
+                             "port; gRPC is usually 8500)")
+    parser.add_argument("--protocol", choices=("rest", "grpc"), default="rest")
+    parser.add_argument("--model", default=MODEL_NAME, help="model name (default dgam)")
+    parser.add_argument("--version", type=int, help="model version (default: latest)")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    return parser
+
+
+def main(argv=None):
+    """The command line; returns the exit status (errors: one line, 1)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    given = [a for a in ("rgb", "joint", "record") if getattr(args, a)]
+    if args.flow and not args.rgb:
+        given.append("flow")
+    if len(given) != 1:
+        parser.error("give the video as --rgb and/or --flow, --joint or --record")
+    try:
+        outputs = {video_id: localize_remote(features, duration, args)
+                   for video_id, features, duration in read_videos(args)}
+    except (UserError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    json.dump(results_json(outputs), sys.stdout, indent=2)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
