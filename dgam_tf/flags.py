@@ -17,12 +17,19 @@ MODES = ("train", "eval", "eval_detections", "synth", "convert", "export", "visu
 DATASETS = ("synthetic", "thumos14", "activitynet12")
 STREAMS = ("rgb", "flow")
 DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "dgam_tf")
+# Help groups: each starts at its first flag, in define_flags order.
+GROUP_STARTS = {"mode": "general", "dataset": "data", "attention_hidden": "model",
+                "model_dir": "training", "class_threshold": "localization",
+                "tiou_thresholds": "evaluation", "source_format": "data",
+                "export_dir": "export"}
 
 
 def define_flags(fv=flags.FLAGS):
     """Defines all flags on `fv`; every flag is optional."""
     d = dict(flag_values=fv)
     flags.DEFINE_enum("mode", "train", MODES, "What to run.", **d)
+    flags.DEFINE_boolean("tf_logs", False, "Show TensorFlow's C++ start-up and log lines "
+                         "(hidden by default).", **d)
 
     # Data.
     flags.DEFINE_enum("dataset", "synthetic", DATASETS,
@@ -165,6 +172,15 @@ def make_config(argv=(), **overrides):
     for name, value in overrides.items():
         setattr(fv, name, value)
     return fv
+
+
+def flag_groups(fv=flags.FLAGS):
+    """{group: [Flag]} of every flag defined by define_flags, in its order."""
+    groups, group = {}, None
+    for flag in fv.get_flags_for_module(__name__):
+        group = GROUP_STARTS.get(flag.name, group)
+        groups.setdefault(group, []).append(flag)
+    return groups
 
 
 def floats(values, name, count=None):

@@ -1,47 +1,105 @@
-"""Entry point: `python -m dgam_tf.main --mode=MODE [--flagfile=flags/X.cfg] ...`.
+"""dgam-tf: weakly-supervised temporal action localization (DGAM, CVPR 2020).
 
-Thin on purpose: it parses flags and dispatches on --mode. A mistake of the
-user's (UserError) is printed as one line, with exit status 1.
+usage: python -m dgam_tf.main --mode=MODE [--flagfile=flags/X.cfg] [flags]
+
+Flags apply in this order: defaults, then --flagfile, then the flags after it.
 """
 import os
 import sys
+import textwrap
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Before TensorFlow loads.
+from absl import app
+from absl import flags
+from absl import logging
+
+from dgam_tf import flags as dgam_flags
+from dgam_tf.errors import UserError
+
+dgam_flags.define_flags()
+FLAGS = flags.FLAGS
+HELP_ARGS = ("--help", "-help", "-h", "-?", "--helpshort", "-helpshort")
+MODE_HELP = {
+    "train": "train (resuming from --model_dir), then evaluate --test_split",
+    "eval": "evaluate a trained --model_dir (--checkpoint=latest|best|PATH)",
+    "eval_detections": "score --predictions_json against --gt_json (ActivityNet JSON)",
+    "visualize": "plot attention, T-CAM and detections to <model_dir>/plots/",
+    "export": "write a SavedModel for TF Serving to --export_dir",
+    "convert": "turn a public feature release into records (--source_format)",
+    "synth": "write the synthetic dataset to --data_dir",
+}
 
 
-def _import_tensorflow_quietly():
-    """Imports TF and TFP with C++ start-up chatter (printed before logging
-    is configured, so TF_CPP_MIN_LOG_LEVEL cannot hide it) sent to /dev/null.
-    Python exceptions still surface after stderr is restored."""
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
+def _flag_line(flag):
+    """`--name=default` as a user types it (booleans as --[no]name)."""
+    if flag.boolean:
+        return f"--[no]{flag.name} (default: {flag.default_as_str.strip(chr(39))})"
+    return f"--{flag.name}" + ("" if flag.default is None else
+                               "=" + flag.default_as_str.strip("'"))
+
+
+def usage():
+    """The --help text: modes, then this program's flags by group."""
+    lines = [__doc__.strip(), "", "modes:"]
+    lines += [f"  {mode:<16} {text}" for mode, text in MODE_HELP.items()]
+    for group, group_flags in dgam_flags.flag_groups(FLAGS).items():
+        lines += ["", f"{group} flags:"]
+        for flag in group_flags:
+            lines += [f"  {_flag_line(flag)}", textwrap.fill(
+                flag.help, 79, initial_indent=" " * 6, subsequent_indent=" " * 6)]
+    lines += ["", "--helpfull also lists absl's own flags."]
+    return "\n".join(lines)
+
+
+def parse_flags(argv):
+    """Parses argv into FLAGS; --help prints `usage`, a bad flag one error line."""
+    if any(arg in HELP_ARGS for arg in argv[1:]):
+        print(usage())
+        sys.exit(0)
     try:
-        import tensorflow  # noqa: F401
+        return FLAGS(argv)
+    except flags.Error as e:
+        print(f"error: {e} (see --help)", file=sys.stderr)
+        sys.exit(1)
+
+
+def import_tensorflow(show_logs=False):
+    """Imports TF and TFP and finds the devices with TF's C++ start-up lines
+    (printed before logging is configured, so TF_CPP_MIN_LOG_LEVEL cannot
+    hide them) sent to /dev/null, and TF's C++ log lines (even ERROR ones
+    such as oneDNN's float16 notice: TF's errors reach Python as exceptions)
+    hidden, unless `show_logs`. Python exceptions still surface after stderr
+    is restored."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if show_logs else "3")
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    if not show_logs:
+        os.dup2(devnull, 2)
+    try:
+        import tensorflow as tf
         import tensorflow_probability  # noqa: F401
+        tf.config.list_physical_devices()   # cuInit and friends log here
     finally:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
 
 
-_import_tensorflow_quietly()
-
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-from absl import logging  # noqa: E402
-
-from dgam_tf import flags as dgam_flags  # noqa: E402
-from dgam_tf.errors import UserError  # noqa: E402
-
-dgam_flags.define_flags()
-FLAGS = flags.FLAGS
-
-
 def run(config):
     """Runs --mode with the given flag values."""
     mode = config.mode
+    if mode == "eval_detections":   # numpy only: no TensorFlow to import
+        from dgam_tf.evaluation import detection
+        if not (config.gt_json and config.predictions_json):
+            raise UserError("--mode=eval_detections needs --gt_json and --predictions_json")
+        detection.run_eval_detections(
+            config.gt_json, config.predictions_json, config.subset,
+            detection.thresholds_from_flags(config), config.output_metrics_json)
+        return
     if mode in ("train", "eval", "visualize", "export"):
         dgam_flags.validate(config)
+    import_tensorflow(config.tf_logs)
+    if mode in ("eval", "visualize", "export"):
+        from dgam_tf.training import train_lib
+        train_lib.warn_ignored_model_flags(config)
     if config.debug_numerics:
         import tensorflow as tf
         tf.debugging.enable_check_numerics()
@@ -54,18 +112,10 @@ def run(config):
             tf.config.experimental.enable_op_determinism()
         metrics = train_lib.train_and_evaluate(config, evaluate_fn=evaluate.evaluate_split)
         if metrics is not None:
-            evaluate.report(metrics, config, config.test_split)
+            evaluate.report(metrics, config)
     elif mode == "eval":
         from dgam_tf.evaluation import evaluate
-        evaluate.report(evaluate.evaluate_model_dir(config), config, config.test_split)
-    elif mode == "eval_detections":
-        from dgam_tf.evaluation import detection
-        if not (config.gt_json and config.predictions_json):
-            raise UserError("--mode=eval_detections needs --gt_json and --predictions_json")
-        detection.run_eval_detections(
-            config.gt_json, config.predictions_json, config.subset,
-            dgam_flags.floats(config.tiou_thresholds, "tiou_thresholds")
-            if config.tiou_thresholds else None, config.output_metrics_json)
+        evaluate.report(evaluate.evaluate_model_dir(config), config)
     elif mode == "synth":
         from dgam_tf.data import synthetic
         if not config.data_dir:
@@ -99,7 +149,8 @@ def run(config):
 def main(argv):
     logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
-        print(f"error: unexpected arguments {' '.join(argv[1:])}", file=sys.stderr)
+        print(f"error: unexpected arguments {' '.join(argv[1:])} (see --help)",
+              file=sys.stderr)
         sys.exit(2)
     try:
         run(FLAGS)
@@ -113,7 +164,7 @@ def main(argv):
 
 def console_script():
     """The `dgam-tf` command (setup.py's entry point), as `python -m dgam_tf.main`."""
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 statistics and their sampling on hand-worked cases, the split mAP against the
 standalone eval_detections path on the written files, and the module swap
 (§7) against outputs computed in numpy from the two models' weights."""
+import collections
 import json
 import os
 import re
@@ -76,9 +77,10 @@ def test_split_metrics_equal_eval_detections_on_the_written_files(
     config = tiny_config(tiny_data_dir, tmp_path)
     models, _ = train_lib.load_models(tiny_model_dir)
     metrics = evaluate.evaluate_split(models, tiny_data_dir, tiny_info, "test", config)
-    evaluate.report(metrics, config, "test")
+    evaluate.report(metrics, config)
     with open(tmp_path / "metrics.json") as f:
-        assert json.load(f) == {k: v for k, v in metrics.items() if k != "results"}
+        assert json.load(f) == {**{k: v for k, v in metrics.items() if k != "results"},
+                                "detections": str(tmp_path / "detections_test.json")}
 
     # Ground truth straight from the records, not through the pipeline.
     database = {v.video_id: {"subset": "test", "duration": v.duration, "annotations": [
@@ -175,3 +177,55 @@ def test_a_test_split_cut_at_a_record_boundary_is_refused(tiny_data_dir, tiny_mo
     models, _ = train_lib.load_models(tiny_model_dir)
     with pytest.raises(UserError, match=r"split 'test' of .* holds fewer videos than the 4 "):
         evaluate.evaluate_split(models, data_dir, info, "test", tiny_config(data_dir, tmp_path))
+
+
+def test_streams_alone_are_one_stream_evaluations_of_outputs_computed_once(
+        tiny_data_dir, tiny_info, tiny_model_dir, tmp_path, monkeypatch):
+    config = tiny_config(tiny_data_dir, tmp_path)
+    modules = evaluate.stream_modules(train_lib.load_models(tiny_model_dir)[0])
+    calls, output_fn = collections.Counter(), evaluate._output_fn
+
+    def counting_output_fn(attention, classifier, num_classes):
+        fn = output_fn(attention, classifier, num_classes)
+        return lambda x: calls.update([id(attention)]) or fn(x)
+    monkeypatch.setattr(evaluate, "_output_fn", counting_output_fn)
+    both = evaluate.evaluate_modules(modules, tiny_data_dir, tiny_info, "test", config)
+    num_videos = tiny_info.splits["test"]["num_videos"]
+    assert calls == {id(attention): num_videos for attention, _ in modules.values()}
+    for stream in ("rgb", "flow"):
+        alone = evaluate.evaluate_modules({stream: modules[stream]}, tiny_data_dir, tiny_info,
+                                          "test", config)
+        assert "streams" not in alone and alone["num_predictions"] > 0
+        for key in ("tiou_thresholds", "mAP", "average_mAP", "average_mAP_0.1:0.7",
+                    "ap_per_class", "num_predictions", "num_ground_truth"):
+            assert both["streams"][stream][key] == alone[key], key
+
+
+def test_another_checkpoint_keeps_its_outputs_together_and_says_what_made_them(
+        tiny_data_dir, tiny_info, tiny_model_dir, tmp_path, capsys):
+    model_dir = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    before = sorted(os.listdir(model_dir))
+    checkpoint = str(model_dir / "checkpoints" / "ckpt-1")
+    # --dataset names the protocol; the title names the data (dataset.json).
+    config = tiny_config(tiny_data_dir, model_dir, checkpoint=checkpoint, dataset="thumos14",
+                         output_metrics_json=str(tmp_path / "m1.json"))
+    metrics = evaluate.evaluate_model_dir(config)
+    evaluate.report(metrics, config)
+    assert sorted(os.listdir(model_dir)) == before        # the model's own outputs untouched
+    written = json.loads((tmp_path / "m1.json").read_text())
+    assert written["detections"] == str(tmp_path / "m1_detections_test.json")
+    assert json.loads((tmp_path / "m1_detections_test.json").read_text()) == metrics["results"]
+    source = written["source"]
+    assert {k: source[k] for k in ("checkpoint", "data_dir", "dataset", "streams", "sampling")} \
+        == {"checkpoint": checkpoint, "data_dir": tiny_data_dir,
+            "dataset": tiny_info.name, "streams": ["rgb", "flow"],
+            "sampling": {"test_min_segments": 4, "test_max_segments": 40}}
+    assert source["localization"]["fusion_alpha"] == {"rgb": 0.35, "flow": 0.65}
+    assert source["localization"]["proposal_threshold"] == {"rgb": 0.03, "flow": 0.08}
+    lines = capsys.readouterr().out.splitlines()
+    assert tiny_info.name.startswith("synthetic")
+    assert lines[0].startswith(f"Detection mAP (%) on {tiny_info.name}, test split: ")
+    assert [line.split()[0] for line in lines[1:5]] == ["tIoU", "rgb", "flow", "fused"]
+    for line, row in zip(lines[2:5], (written["streams"]["rgb"], written["streams"]["flow"],
+                                      written)):
+        assert line.split()[1:] == [f"{100 * m:.2f}" for m in row["mAP"]]

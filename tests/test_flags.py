@@ -66,3 +66,14 @@ def test_command_line_overrides_the_flagfile():
 def test_impossible_settings_are_refused(overrides, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(")):
         dgam_flags.validate(dgam_flags.make_config(**overrides))
+
+
+def test_help_groups_hold_every_flag_once_in_the_issue_order():
+    fv = dgam_flags.make_config()
+    groups = dgam_flags.flag_groups(fv)
+    assert list(groups) == ["general", "data", "model", "training", "localization",
+                            "evaluation", "export"]
+    names = [flag.name for group in groups.values() for flag in group]
+    assert sorted(names) == sorted(fv) and len(names) == len(set(names))
+    assert "epochs" in [f.name for f in groups["training"]]
+    assert "source_format" in [f.name for f in groups["data"]]   # converters: data

@@ -7,7 +7,8 @@ cases share one subprocess: it imports TensorFlow once, then per case forks a
 child that runs the entry point exactly as `python -m dgam_tf.main ARGS` does
 (`runpy` as `__main__`, the same sys.argv, uncaught exceptions and
 SystemExit handled as the interpreter handles them), with its own stdout,
-stderr and exit status.
+stderr and exit status. The modes that need no TensorFlow run in a second
+subprocess that does not import it, which tells whether they do.
 """
 import collections
 import json
@@ -24,12 +25,13 @@ from dgam_tf.data import records
 from dgam_tf.training import train_lib
 
 TINY_SAMPLING = ["--test_min_segments=4", "--test_max_segments=40"]
-CliResult = collections.namedtuple("CliResult", "returncode stdout stderr")
+CliResult = collections.namedtuple("CliResult", "returncode stdout stderr imported_tensorflow")
 
 _FORKING_RUNNER = r'''
 import json, os, runpy, sys, traceback
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import tensorflow, tensorflow_probability  # noqa: F401 (once for all cases)
+if sys.argv[2] == "import_tf":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # as dgam_tf.main sets it
+    import tensorflow, tensorflow_probability  # noqa: F401 (once for all cases)
 
 codes = []
 for args, out_path, err_path in json.loads(sys.argv[1]):
@@ -52,6 +54,8 @@ for args, out_path, err_path in json.loads(sys.argv[1]):
         except BaseException:  # an uncaught exception, as the interpreter reports it
             traceback.print_exc()
             code = 1
+        with open(out_path + ".tf", "w") as f:
+            f.write(json.dumps("tensorflow" in sys.modules))
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
@@ -61,19 +65,22 @@ os._exit(0)  # skips seconds of TensorFlow teardown at interpreter exit
 '''
 
 
-def run_cli(cases, tmp_path):
+def run_cli(cases, tmp_path, import_tf=True):
     """{name: CliResult} of `python -m dgam_tf.main ARGS` for each
-    {name: ARGS}, in one subprocess (see the module docstring)."""
+    {name: ARGS}, in one subprocess (see the module docstring), which
+    imports TensorFlow first if `import_tf`."""
     plan = [(args, str(tmp_path / f"{name}.out"), str(tmp_path / f"{name}.err"))
             for name, args in cases.items()]
-    done = subprocess.run([sys.executable, "-c", _FORKING_RUNNER, json.dumps(plan)],
-                          capture_output=True, text=True, timeout=300)
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # conftest's
+    done = subprocess.run([sys.executable, "-c", _FORKING_RUNNER, json.dumps(plan),
+                           "import_tf" if import_tf else "no_tf"],
+                          capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr
     codes = json.loads(done.stdout.splitlines()[-1])
     results = {}
     for name, code, (_, out_path, err_path) in zip(cases, codes, plan):
-        with open(out_path) as out, open(err_path) as err:
-            results[name] = CliResult(code, out.read(), err.read())
+        with open(out_path) as out, open(err_path) as err, open(out_path + ".tf") as tf:
+            results[name] = CliResult(code, out.read(), err.read(), json.loads(tf.read()))
     return results
 
 
@@ -106,7 +113,7 @@ def results(predictions):
 
 @pytest.fixture(scope="module")
 def cli(tiny_data_dir, tiny_model_dir, tmp_path_factory):
-    """(tmp folder, {case: CliResult}) of every case below, from one subprocess."""
+    """(tmp folder, {case: CliResult}) of every case below, from two subprocesses."""
     tmp = tmp_path_factory.mktemp("cli")
     gt_json = write_json(tmp / "gt.json", ground_truth([
         ("v1", "test", "A", 0, 10), ("v1", "test", "B", 20, 30),
@@ -133,16 +140,30 @@ def cli(tiny_data_dir, tiny_model_dir, tmp_path_factory):
                   "--latent_dim=4", "--eval_every=0", "--noprogress", *TINY_SAMPLING]
     diverging = train_tiny + ["--learning_rate=1e30", f"--data_dir={tiny_data_dir}",
                               f"--model_dir={tmp / 'div1'}"]
-    cases = {
-        "eval": ["--mode=eval", f"--model_dir={eval_dir}", *data_args],
+    predictions_json = write_json(tmp / "predictions.json", results([
+        ("v1", "A", 0.9, 0, 10),     # tIoU 1
+        ("v1", "A", 0.8, 30, 40),    # tIoU 0
+        ("v2", "A", 0.7, 5, 12),     # tIoU 0.7
+        ("v1", "B", 0.6, 22, 30)]))  # tIoU 0.8
+    numpy_only = {   # modes that must not import TensorFlow
+        "help": ["--help"],
+        "helpshort": ["--mode=eval", "--helpshort"],
+        "flag_typo": ["--mode=eval", "--epoch=3"],
         "eval_detections": [
             "--mode=eval_detections", f"--gt_json={gt_json}", "--tiou_thresholds=0.5,0.75",
             f"--output_metrics_json={tmp / 'out' / 'metrics.json'}",
-            "--predictions_json=" + write_json(tmp / "predictions.json", results([
-                ("v1", "A", 0.9, 0, 10),     # tIoU 1
-                ("v1", "A", 0.8, 30, 40),    # tIoU 0
-                ("v2", "A", 0.7, 5, 12),     # tIoU 0.7
-                ("v1", "B", 0.6, 22, 30)]))],  # tIoU 0.8
+            f"--predictions_json={predictions_json}"],
+        "eval_detections_anet": [
+            "--mode=eval_detections", "--dataset=activitynet12", f"--gt_json={gt_json}",
+            f"--output_metrics_json={tmp / 'anet.json'}", f"--predictions_json={predictions_json}"],
+        "missing_predictions": ["--mode=eval_detections", f"--gt_json={gt_json}",
+                                f"--predictions_json={tmp / 'no_such.json'}"],
+        "unknown_label": ["--mode=eval_detections", f"--gt_json={gt_json}",
+                          "--predictions_json=" + write_json(tmp / "unknown.json", results(
+                              [("v1", "A", 0.9, 0, 10), ("v2", "Zebra", 0.5, 0, 1)]))],
+    }
+    cases = {
+        "eval": ["--mode=eval", f"--model_dir={eval_dir}", "--latent_dim=5", *data_args],
         "visualize": ["--mode=visualize", "--num_plots=2", f"--model_dir={model_dir}",
                       *data_args],
         "missing_data_dir": ["--mode=eval", f"--model_dir={model_dir}",
@@ -162,20 +183,19 @@ def cli(tiny_data_dir, tiny_model_dir, tmp_path_factory):
                                       f"--model_dir={tmp / 'flip1'}"],
         "skip_bad_records": train_tiny + [f"--data_dir={flipped_data}", "--skip_bad_records",
                                           f"--model_dir={tmp / 'flip2'}"],
-        "missing_predictions": ["--mode=eval_detections", f"--gt_json={gt_json}",
-                                f"--predictions_json={tmp / 'no_such.json'}"],
-        "unknown_label": ["--mode=eval_detections", f"--gt_json={gt_json}",
-                          "--predictions_json=" + write_json(tmp / "unknown.json", results(
-                              [("v1", "A", 0.9, 0, 10), ("v2", "Zebra", 0.5, 0, 1)]))],
     }
-    return tmp, run_cli(cases, tmp)
+    return tmp, {**run_cli(cases, tmp), **run_cli(numpy_only, tmp, import_tf=False)}
 
 
-def test_eval_prints_the_table_and_writes_metrics_and_detections(cli, tiny_data_dir):
+def test_eval_prints_the_table_and_writes_metrics_and_detections(cli, tiny_data_dir,
+                                                                 tiny_info):
     tmp, runs = cli
     result = runs["eval"]
     assert result.returncode == 0, result.stderr
-    assert "Traceback" not in result.stderr and not error_lines(result)
+    # No TensorFlow start-up lines: only the warning about the model flag
+    # that the trained model (latent_dim=4) overrides.
+    assert result.stderr.splitlines() == [
+        f"warning: --latent_dim=5 is ignored: the model in {tmp}/eval_model has latent_dim=4"]
     model_dir = tmp / "eval_model"
     written = os.listdir(model_dir)
     assert {"metrics.json", "detections_test.json"} <= set(written)
@@ -185,9 +205,9 @@ def test_eval_prints_the_table_and_writes_metrics_and_detections(cli, tiny_data_
     assert metrics["tiou_thresholds"] == pytest.approx([0.1 * i for i in range(1, 10)])
     assert sorted(metrics["ap_per_class"]) == ["action_01", "action_02"]  # GT classes
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("Detection mAP (%) on synthetic (test split)")
+    assert lines[0].startswith(f"Detection mAP (%) on {tiny_info.name}, test split")
     assert lines[1].split() == ["tIoU"] + [f"{t:.2f}" for t in metrics["tiou_thresholds"]]
-    assert lines[2].split() == ["mAP"] + [f"{100 * m:.2f}" for m in metrics["mAP"]]
+    assert lines[4].split() == ["fused"] + [f"{100 * m:.2f}" for m in metrics["mAP"]]
     detections = json.loads((model_dir / "detections_test.json").read_text())
     assert sorted(detections["results"]) == sorted(
         v.video_id for v in records.read_videos(tiny_data_dir, "test"))
@@ -197,6 +217,7 @@ def test_eval_detections_gives_the_hand_computed_map(cli):
     tmp, runs = cli
     result = runs["eval_detections"]
     assert result.returncode == 0, result.stderr
+    assert not result.imported_tensorflow
     metrics = json.loads((tmp / "out" / "metrics.json").read_text())
     # Class A ranks TP (v1), FP, then v2 at tIoU 0.7 (2 instances): at 0.5
     # precision 1, 1/2, 2/3 at recall 1/2, 1/2, 1 gives AP 1/2 + 1/2 * 2/3;
@@ -206,6 +227,32 @@ def test_eval_detections_gives_the_hand_computed_map(cli):
     assert metrics["mAP"] == pytest.approx([(5 / 6 + 1) / 2, (1 / 2 + 1) / 2])
     assert metrics["average_mAP"] == pytest.approx(5 / 6)
     assert "mAP    91.67  75.00" in result.stdout
+    # Without --tiou_thresholds, --dataset's: ActivityNet's 0.5:0.05:0.95. Only
+    # the tIoU-0.8 and tIoU-1 hits count from 0.75 on, then tIoU 1 alone.
+    anet = json.loads((tmp / "anet.json").read_text())
+    assert anet["tiou_thresholds"] == [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95]
+    assert anet["mAP"] == pytest.approx([11 / 12] * 5 + [3 / 4] * 2 + [1 / 4] * 3)
+    assert not runs["eval_detections_anet"].imported_tensorflow
+
+
+def test_help_lists_the_flags_by_group_without_importing_tensorflow(cli):
+    _, runs = cli
+    help_text = runs["help"].stdout
+    assert runs["help"].returncode == 0 and runs["helpshort"].stdout == help_text
+    headings = [line for line in help_text.splitlines() if line.endswith(" flags:")]
+    assert headings == [f"{group} flags:" for group in (
+        "general", "data", "model", "training", "localization", "evaluation", "export")]
+    for line in ("  --epochs=30", "  --[no]gam (default: true)", "  --data_dir",
+                 "  --mode=train\n      <train|eval|eval_detections|synth|convert|export|"
+                 "visualize>: What", "  --[no]tf_logs (default: false)"):
+        assert "\n" + line in help_text, line
+    assert "UserError" not in help_text
+    typo = runs["flag_typo"]
+    assert typo.returncode == 1 and typo.stdout == ""
+    assert typo.stderr.splitlines() == ["error: Unknown command line flag 'epoch'. "
+                                        "Did you mean: epochs ? (see --help)"]
+    assert not any(runs[case].imported_tensorflow for case in ("help", "helpshort",
+                                                               "flag_typo"))
 
 
 def test_visualize_writes_pngs(cli, tiny_data_dir):

@@ -1,27 +1,18 @@
 """Evaluation of trained models on a split: inference, localization, the
 detection mAP and the paper's frame-set statistics (algorithm.md §5-§7)."""
+import dataclasses
 import functools
 import os
 
 import numpy as np
 import tensorflow as tf
 
-from dgam_tf import flags as dgam_flags
 from dgam_tf import io_utils
 from dgam_tf.data import pipeline
 from dgam_tf.errors import UserError
 from dgam_tf.evaluation import detection
 from dgam_tf.localization import localize
 from dgam_tf.models.dgam import video_outputs
-
-TIOU_THRESHOLDS = {"activitynet12": detection.ACTIVITYNET_TIOU_THRESHOLDS}
-
-
-def tiou_thresholds(config):
-    if config.tiou_thresholds:
-        return dgam_flags.floats(config.tiou_thresholds, "tiou_thresholds")
-    return TIOU_THRESHOLDS.get(config.dataset, detection.THUMOS14_TIOU_THRESHOLDS)
-
 
 @functools.lru_cache(maxsize=8)
 def _output_fn(attention, classifier, num_classes):
@@ -93,18 +84,48 @@ def _frame_sample(video, output):
     return output.attention, cls, in_gt
 
 
-def evaluate_modules(modules, data_dir, info, split, config):
-    """Localizes a split and scores it.
+def _score(detections_by_video, gt, class_names, thresholds):
+    """detection.evaluate (plus named averages) of {video: [Detection]}.
+    Classes without ground truth in the split do not enter the mAP, and
+    their detections touch no other class's AP: they are left out."""
+    results = localize.results_json(detections_by_video, class_names)
+    scored = {"results": {v: [d for d in dets if d["label"] in gt.class_names]
+                          for v, dets in results["results"].items()}}
+    return detection.add_average_mAPs(detection.evaluate(
+        gt, detection.parse_predictions(scored, gt.class_names), thresholds))
+
+
+def _path(path):
+    """An absolute local path (URLs such as gs://... as they are)."""
+    return path if "://" in path else os.path.abspath(path)
+
+
+def evaluate_modules(modules, data_dir, info, split, config, checkpoint=None):
+    """Localizes a split and scores it, fused and, with two streams, each
+    stream alone (one-stream localization, v = u, on the same outputs).
+
+    Args:
+      checkpoint: what was evaluated, recorded in the metrics: a path, or
+        {"attention": path, "classifier": path} for a module swap.
 
     Returns:
-      metrics dict (detection.evaluate's keys plus named averages,
-      "frame_statistics" {stream: {...}} and "results", the ActivityNet
-      result JSON object of the detections).
+      metrics dict: detection.evaluate's keys plus named averages (fused),
+      "streams" {stream: the same keys} with two streams,
+      "frame_statistics" {stream: {...}}, "split", "source" (checkpoint,
+      data, sampling and localization settings) and "results", the
+      ActivityNet result JSON object of the (fused) detections.
     """
-    database, detections, samples = {}, {}, {s: [] for s in modules}
+    loc_config = localize.LocalizationConfig.from_flags(config)
+    alone = list(modules) if len(modules) > 1 else []
+    database, samples = {}, {s: [] for s in modules}
+    detections = {key: {} for key in [None] + alone}   # None: all streams together
     for video, outputs, dets in infer_split(modules, data_dir, info, split, config):
         vid = video["video_id"].decode()
-        detections[vid] = dets
+        detections[None][vid] = dets
+        for s in alone:
+            detections[s][vid] = localize.localize_video(
+                {s: outputs[s]}, int(video["num_segments"]), loc_config,
+                seconds_per_segment=float(video["seconds_per_segment"]))
         database[vid] = {"subset": split, "duration": float(video["duration"]),
                          "annotations": [
                              {"label": info.class_names[c], "segment": [float(s), float(e)]}
@@ -112,20 +133,24 @@ def evaluate_modules(modules, data_dir, info, split, config):
                                                 video["gt_label"])]}
         for s, out in outputs.items():
             samples[s].append(_frame_sample(video, out))
-    results = localize.results_json(detections, info.class_names)
     gt = detection.parse_ground_truth({"database": database}, split,
                                       source=f"split '{split}' of {data_dir}")
-    # Classes without ground truth in this split do not enter the mAP, and
-    # their detections touch no other class's AP: leave them out here.
-    scored = {"results": {v: [d for d in dets if d["label"] in gt.class_names]
-                          for v, dets in results["results"].items()}}
-    metrics = detection.add_average_mAPs(detection.evaluate(
-        gt, detection.parse_predictions(scored, gt.class_names), tiou_thresholds(config)))
+    thresholds = detection.thresholds_from_flags(config)
+    metrics = _score(detections[None], gt, info.class_names, thresholds)
+    if alone:
+        metrics["streams"] = {s: _score(detections[s], gt, info.class_names, thresholds)
+                              for s in alone}
     metrics["frame_statistics"] = {
         s: frame_statistics(v, config.attention_high, config.cls_high)
         for s, v in samples.items()}
     metrics["split"] = split
-    metrics["results"] = results
+    metrics["source"] = {
+        "checkpoint": checkpoint, "data_dir": _path(data_dir),
+        "dataset": info.name or config.dataset, "streams": list(modules),
+        "sampling": {"test_min_segments": config.test_min_segments,
+                     "test_max_segments": config.test_max_segments},
+        "localization": dataclasses.asdict(loc_config)}
+    metrics["results"] = localize.results_json(detections[None], info.class_names)
     return metrics
 
 
@@ -134,9 +159,9 @@ def stream_modules(models):
     return {s: (m.attention, m.classifier) for s, m in models.items()}
 
 
-def evaluate_split(models, data_dir, info, split, config):
+def evaluate_split(models, data_dir, info, split, config, checkpoint=None):
     """evaluate_modules for {stream: StreamModel} (training's hook)."""
-    return evaluate_modules(stream_modules(models), data_dir, info, split, config)
+    return evaluate_modules(stream_modules(models), data_dir, info, split, config, checkpoint)
 
 
 def load_modules(config):
@@ -148,6 +173,20 @@ def load_modules(config):
       (data_dir, DatasetInfo, {stream: (attention, classifier)}).
 
     Raises:
+      UserError: as `restore_modules`.
+    """
+    return restore_modules(config)[:3]
+
+
+def restore_modules(config):
+    """`load_modules` plus what was restored.
+
+    Returns:
+      (data_dir, DatasetInfo, {stream: (attention, classifier)}, checkpoint:
+      the restored checkpoint's path, or {"attention": path, "classifier":
+      path} for a module swap).
+
+    Raises:
       UserError: no such model or checkpoint, or a model trained on other
         classes than those of the data.
     """
@@ -155,40 +194,49 @@ def load_modules(config):
     data_dir, info = train_lib.resolve_data(config)
     attention_dir = config.attention_checkpoint or config.model_dir
     classifier_dir = config.classifier_checkpoint or config.model_dir
-    loaded = {}
+    loaded, paths = {}, {}
     for model_dir in dict.fromkeys((attention_dir, classifier_dir)):
         models, settings = train_lib.load_models(model_dir, config.checkpoint,
                                                  config.streams)
         if settings["class_names"] != info.class_names:
             raise UserError(f"the model in {model_dir} was trained on other classes "
                             f"than those of {data_dir}")
-        loaded[model_dir] = models
+        loaded[model_dir], paths[model_dir] = models, _path(settings["checkpoint"])
     modules = {s: (loaded[attention_dir][s].attention, loaded[classifier_dir][s].classifier)
                for s in config.streams}
-    return data_dir, info, modules
+    checkpoint = paths[attention_dir] if attention_dir == classifier_dir else {
+        "attention": paths[attention_dir], "classifier": paths[classifier_dir]}
+    return data_dir, info, modules, checkpoint
 
 
 def evaluate_model_dir(config):
     """--mode=eval: evaluates --test_split with the models of `load_modules`."""
-    data_dir, info, modules = load_modules(config)
-    return evaluate_modules(modules, data_dir, info, config.test_split, config)
+    data_dir, info, modules, checkpoint = restore_modules(config)
+    return evaluate_modules(modules, data_dir, info, config.test_split, config, checkpoint)
 
 
-def report(metrics, config, split):
-    """Prints the mAP table and writes detections and metrics JSON atomically.
+def output_paths(config, split):
+    """(metrics, detections) paths of one evaluation: --output_metrics_json
+    (default <model_dir>/metrics.json) and, beside it, detections_<split>.json,
+    or NAME_detections_<split>.json for metrics named NAME.json."""
+    metrics_path = config.output_metrics_json or os.path.join(config.model_dir, "metrics.json")
+    stem = os.path.splitext(os.path.basename(metrics_path))[0]
+    name = f"detections_{split}.json" if stem == "metrics" else f"{stem}_detections_{split}.json"
+    return metrics_path, os.path.join(os.path.dirname(metrics_path), name)
 
-    Detections go to --predictions_json (default
-    <model_dir>/detections_<split>.json), metrics to --output_metrics_json
-    (default <model_dir>/metrics.json).
-    """
+
+def report(metrics, config):
+    """Prints the mAP table (each stream alone and fused) and writes the
+    metrics and the detections JSON atomically, at `output_paths`."""
     metrics = dict(metrics)
     results = metrics.pop("results")
-    detections_path = config.predictions_json or os.path.join(
-        config.model_dir, f"detections_{split}.json")
-    metrics_path = config.output_metrics_json or os.path.join(config.model_dir, "metrics.json")
+    split = metrics["split"]
+    metrics_path, detections_path = output_paths(config, split)
+    metrics["detections"] = _path(detections_path)
     io_utils.atomic_write_json(detections_path, results)
     io_utils.atomic_write_json(metrics_path, metrics)
-    print(detection.format_table(metrics, f"{config.dataset} ({split} split)"))
+    print(detection.format_table(metrics, f"{metrics['source']['dataset']}, {split} split",
+                                 metrics.get("streams")))
     for stream, stats in metrics["frame_statistics"].items():
         print(f"frame sets ({stream}): " + ", ".join(f"{k} {v:.3f}" for k, v in stats.items()))
     print(f"Wrote {metrics_path} and {detections_path}")

@@ -2,6 +2,7 @@
 checking the flags against it, recording the model's settings, restoring
 trained models for evaluation and export."""
 import os
+import sys
 
 import tensorflow as tf
 
@@ -74,8 +75,8 @@ def train_and_evaluate(config, evaluate_fn=None):
 
     Args:
       config: flags.
-      evaluate_fn: callable(models, data_dir, info, split, config) -> metrics,
-        or None to skip evaluation.
+      evaluate_fn: callable(models, data_dir, info, split, config,
+        checkpoint=path evaluated) -> metrics, or None to skip evaluation.
 
     Returns:
       The test metrics (None without evaluate_fn).
@@ -90,7 +91,8 @@ def train_and_evaluate(config, evaluate_fn=None):
         trainer.train()
         if evaluate_fn is None or not trainer.chief:
             return None
-        return evaluate_fn(trainer.models, data_dir, info, config.test_split, config)
+        return evaluate_fn(trainer.models, data_dir, info, config.test_split, config,
+                           checkpoint=os.path.abspath(trainer.manager.latest_checkpoint))
 
 
 def load_models(model_dir, checkpoint="latest", streams=None):
@@ -102,7 +104,8 @@ def load_models(model_dir, checkpoint="latest", streams=None):
       streams: restore only these streams (default: all trained ones).
 
     Returns:
-      ({stream: StreamModel}, settings dict).
+      ({stream: StreamModel}, settings dict: model.json's, plus "checkpoint",
+      the path restored).
     """
     settings = io_utils.read_json(os.path.join(model_dir, SETTINGS_FILE),
                                   "model settings (is --model_dir a trained model?)")
@@ -117,18 +120,49 @@ def load_models(model_dir, checkpoint="latest", streams=None):
                                       len(settings["class_names"]))
     status = trainer_lib.make_checkpoint(models).read(path)
     status.assert_existing_objects_matched().expect_partial()
-    return models, settings
+    return models, dict(settings, checkpoint=path)
 
 
 def _checkpoint_path(model_dir, checkpoint):
+    """The path of --checkpoint (latest, best or a path) for model_dir."""
+    checkpoints = os.path.join(model_dir, "checkpoints")
     if checkpoint == "latest":
-        path = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
-    elif checkpoint == "best":
+        path = tf.train.latest_checkpoint(checkpoints)
+        if not path:
+            raise UserError(f"no latest checkpoint in {model_dir}; train first "
+                            "(--mode=train) or pass another --checkpoint")
+        return path
+    if checkpoint == "best":
         path = os.path.join(model_dir, "best", "ckpt")
-        path = path if tf.io.gfile.exists(path + ".index") else None
-    else:
-        path = checkpoint if tf.io.gfile.exists(checkpoint + ".index") else None
-    if not path:
-        raise UserError(f"no {checkpoint} checkpoint in {model_dir}; train first "
-                        "(--mode=train) or pass another --checkpoint")
-    return path
+        if not tf.io.gfile.exists(path + ".index"):
+            raise UserError(f"no best checkpoint in {model_dir} (best/ is kept by "
+                            "--eval_every on a validation split); pass --checkpoint=latest")
+        return path
+    if tf.io.gfile.exists(checkpoint + ".index"):
+        return checkpoint
+    folder = os.path.dirname(checkpoint) or checkpoints
+    found = sorted((os.path.basename(p)[:-len(".index")] for p in tf.io.gfile.glob(
+        os.path.join(folder, "*.index"))), key=lambda name: (len(name), name))  # ckpt-9, -10
+    raise UserError(f"--checkpoint={checkpoint} is not latest, best or a checkpoint path; "
+                    + (f"{folder} has {', '.join(found)}" if found else
+                       f"{folder} holds no checkpoint"))
+
+
+def warn_ignored_model_flags(config):
+    """Warns (one stderr line each) about model flags set by the user that
+    differ from the model.json of the model folders eval, export and
+    visualize restore: those modes rebuild the model from model.json."""
+    for model_dir in dict.fromkeys((config.attention_checkpoint or config.model_dir,
+                                    config.classifier_checkpoint or config.model_dir)):
+        path = os.path.join(model_dir, SETTINGS_FILE)
+        if not os.path.exists(path):
+            continue                    # restoring it says what is missing
+        settings = io_utils.read_json(path, "model settings")
+        for name in MODEL_FLAGS:
+            value = getattr(config, name)
+            if (name != "streams"      # choosing some of the model's streams is fine
+                    and not config[name].using_default_value
+                    and name in settings and value != settings[name]):
+                print(f"warning: --{name}={str(value).lower()} is ignored: the model in "
+                      f"{model_dir} has {name}={str(settings[name]).lower()}",
+                      file=sys.stderr)
