@@ -17,7 +17,8 @@ def test_same_seed_same_bytes_other_seed_other_features(tmp_path):
     for path, seed in zip(paths, (7, 7, 8)):
         synthetic.generate(str(path), seed=seed, num_shards=2, **TINY)
     files = sorted(os.listdir(paths[0]))
-    assert "dataset.json" in files and len(files) == 1 + 3 * 2  # 3 splits of 2 shards
+    # dataset.json, gt.json and 3 splits of 2 shards.
+    assert {"dataset.json", "gt.json"} <= set(files) and len(files) == 2 + 3 * 2
     match, mismatch, errors = filecmp.cmpfiles(paths[0], paths[1], files, shallow=False)
     assert (mismatch, errors) == ([], [])
     first = next(records.read_videos(str(paths[0]), "train"))
@@ -142,3 +143,21 @@ def test_impossible_configs_are_user_errors(tmp_path, bad):
     with pytest.raises(UserError, match="synthetic"):
         synthetic.generate(str(tmp_path / "d"), **dict(TINY, **bad))
     assert not (tmp_path / "d").exists()
+
+
+def test_ground_truth_json_matches_the_records(tiny_data_dir, tiny_info):
+    import json
+    with open(os.path.join(tiny_data_dir, synthetic.GT_FILE)) as f:
+        database = json.load(f)["database"]
+    for split in ("train", "validation", "test"):
+        videos = list(records.read_videos(tiny_data_dir, split))
+        assert videos
+        for video in videos:
+            entry = database[video.video_id]
+            assert entry["subset"] == split
+            got = sorted((a["label"], *a["segment"]) for a in entry["annotations"])
+            want = sorted((tiny_info.class_names[c], s, e) for s, e, c in video.gt)
+            assert len(got) == len(want) > 0
+            for g, w in zip(got, want):
+                assert g[0] == w[0] and np.allclose(g[1:], w[1:], atol=1e-4)
+    assert len(database) == sum(v["num_videos"] for v in tiny_info.splits.values())

@@ -287,6 +287,11 @@ class DatasetWriter:
         self._tmp = self._ctx.__enter__()
         return self
 
+    @property
+    def folder(self):
+        """The folder being written: files put here appear with the dataset."""
+        return self._tmp
+
     def add(self, split, video):
         validate_video(video, self._info)
         key = (split, video.video_id)

@@ -56,14 +56,17 @@ config, and resizing one split leaves the videos of the others unchanged.
 """
 import collections
 import dataclasses
+import os
 from typing import List, Tuple
 
 import numpy as np
 
+from dgam_tf import io_utils
 from dgam_tf.data import records
 from dgam_tf.errors import UserError
 
 SPLITS = ("train", "validation", "test")
+GT_FILE = "gt.json"   # ground truth of every split, ActivityNet JSON
 SECONDS_PER_SEGMENT = records.DEFAULT_SECONDS_PER_SEGMENT
 
 # Segment kinds of a Layout.
@@ -386,9 +389,19 @@ def generate(out_dir, *, seed=0, num_shards=4, overwrite=False, preset="basic", 
         class_names=config.class_names, streams=list(records.STREAMS),
         feature_dim=config.feature_dim, feature_dtype="float16",
         name=f"synthetic {preset} (seed {seed})")
+    database = {}
     with records.DatasetWriter(out_dir, info, num_shards={s: num_shards for s in SPLITS},
                                overwrite=overwrite) as writer:
         for split in SPLITS:
             for index in range(config.split_size(split)):
-                writer.add(split, generator.video(split, index)[0])
+                video = generator.video(split, index)[0]
+                writer.add(split, video)
+                database[video.video_id] = {
+                    "subset": split, "duration": video.duration,
+                    "annotations": [{"label": info.class_names[c], "segment": [start, end]}
+                                    for start, end, c in video.gt]}
+        # The ground truth as ActivityNet JSON, for --mode=eval_detections
+        # (--gt_json=<out_dir>/gt.json --subset=test).
+        io_utils.atomic_write_json(os.path.join(writer.folder, GT_FILE),
+                                   {"version": info.name, "database": database})
     return info
