@@ -2,7 +2,10 @@
 baseline without GAM, numerics, the model_dir lock, profiling, mixed precision
 and XLA."""
 import glob
+import json
 import os
+import re
+import sys
 
 import keras
 import numpy as np
@@ -10,7 +13,9 @@ import pytest
 import tensorflow as tf
 
 from conftest import tiny_config
+from dgam_tf import flags as dgam_flags
 from dgam_tf.errors import UserError
+from dgam_tf.evaluation import evaluate
 from dgam_tf.training import losses, train_lib, trainer as trainer_lib
 
 
@@ -77,10 +82,17 @@ def test_non_finite_loss_stops_with_stream_stage_epoch_step(tiny_data_dir, tmp_p
     assert [os.path.basename(c) for c in ckpts] == ["ckpt-1.index"]   # the good one kept
 
 
-def test_an_error_mid_epoch_ends_the_progress_bar_line(tiny_data_dir, tmp_path, monkeypatch,
-                                                      capsys):
-    monkeypatch.setattr(losses, "background_loss", lambda logits: logits[:, 0] * np.nan)
-    with pytest.raises(UserError, match="non-finite"):
+def interrupt(logits):
+    raise KeyboardInterrupt   # Ctrl-C while stage 2 traces, after stage 1's steps
+
+
+@pytest.mark.parametrize("background_loss, error", [
+    (lambda logits: logits[:, 0] * np.nan, UserError), (interrupt, KeyboardInterrupt)])
+def test_an_error_or_ctrl_c_mid_epoch_ends_the_progress_bar_line(
+        tiny_data_dir, tmp_path, monkeypatch, capsys, background_loss, error):
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)     # bars are for terminals
+    monkeypatch.setattr(losses, "background_loss", background_loss)
+    with pytest.raises(error):
         train_lib.train_and_evaluate(tiny_config(tiny_data_dir, tmp_path / "m", progress=True))
     out = capsys.readouterr().out
     assert "rgb/cvae" in out and out.endswith("\n")   # the error line then starts afresh
@@ -106,10 +118,40 @@ def test_model_dir_of_another_model_is_refused(tiny_data_dir, tiny_model_dir):
         train_lib.train_and_evaluate(config)
 
 
-def test_profile_trace_is_written(tiny_data_dir, tmp_path):
-    config = tiny_config(tiny_data_dir, tmp_path / "m", epochs=1, profile_steps=["1", "3"])
-    train_lib.train_and_evaluate(config)
-    assert glob.glob(str(tmp_path / "m" / "train" / "plugins" / "profile" / "*" / "*.xplane.pb"))
+def test_piped_run_prints_a_line_per_epoch_validation_and_best_and_the_profile(
+        tiny_data_dir, tmp_path, capsys):
+    """stdout is not a terminal here: one line per epoch, no bar."""
+    model_dir = tmp_path / "m"
+    config = tiny_config(tiny_data_dir, model_dir, epochs=2, eval_every=1, num_plots=0,
+                         progress=True, profile_steps=["1", "1000"])
+    train_lib.train_and_evaluate(config, evaluate_fn=evaluate.evaluate_split)
+    out, err = capsys.readouterr()
+    # 8 training videos in batches of 4, two stages, two epochs: steps 0-7.
+    assert ("warning: --profile_steps=1,1000 ends after this run's steps 0-7; the trace "
+            "stops there") in err
+    assert glob.glob(str(model_dir / "train" / "plugins" / "profile" / "*" / "*.xplane.pb"))
+    assert (f"Profile written to {model_dir}/train/plugins/profile; view it with: "
+            f"tensorboard --logdir {model_dir}/train (Profile tab)") in out
+    assert "\x1b" not in out and "\r" not in out
+    number = r"(\d+\.\d\d)"
+    scores = []
+    for epoch in (1, 2):
+        assert re.search(rf"^Epoch {epoch}/2: rgb/cvae \d+\.\d{{4}}, flow/cvae \S+, rgb/loss "
+                         rf"\S+, flow/loss \S+ \(\d+ s\)$", out, re.M), out
+        line = re.search(rf"^Epoch {epoch}: validation mAP@0.5 {number} \(rgb {number}, "
+                         rf"flow {number} alone\)$", out, re.M)
+        scores.append(float(line.group(1)))
+    best = json.loads((model_dir / "best" / "best.json").read_text())
+    kept = re.findall(rf"^Kept epoch (\d) in {model_dir}/best \(validation mAP@0.5 {number}"
+                      rf"(?:, previous best {number})?\)$", out, re.M)
+    assert kept[0] == ("1", f"{scores[0]:.2f}", "")            # the first is always kept
+    assert len(kept) == 1 + (best["epoch"] == 2) and f"{100 * best['score']:.2f}" == kept[-1][1]
+
+    train_lib.train_and_evaluate(config, evaluate_fn=evaluate.evaluate_split)   # rerun
+    out, err = capsys.readouterr()
+    assert f"Nothing left to train (epoch 2 of 2, {model_dir}/checkpoints/ckpt-2); " \
+           "evaluating" in out and "Epoch" not in out
+    assert "--profile_steps=1,1000 starts outside this run, which trains no step" in err
 
 
 @pytest.mark.parametrize("overrides", [dict(mixed_precision="mixed_bfloat16"),
@@ -138,6 +180,31 @@ def test_summaries_hold_losses_ramp_and_attention_histograms(tiny_data_dir, tmp_
                 f"stage2/{stream}/guide", f"stage2/{stream}/recon",
                 f"{stream}/attention"} <= tags
     assert {"ramp", "learning_rate"} <= tags
+
+
+@pytest.mark.parametrize("checkpoint, message", [
+    ("bst", "--checkpoint=bst is not latest, best or a checkpoint path; {m}/checkpoints has "
+            "ckpt-1, ckpt-2"),
+    ("{m}/checkpoints/ckpt-7", "--checkpoint={m}/checkpoints/ckpt-7 is not latest, best or a "
+                               "checkpoint path; {m}/checkpoints has ckpt-1, ckpt-2"),
+    ("best", "no best checkpoint in {m} (best/ is kept by --eval_every on a validation split)"),
+])
+def test_a_missing_checkpoint_is_named_with_those_that_exist(tiny_model_dir, checkpoint,
+                                                             message):
+    with pytest.raises(UserError, match=re.escape(message.format(m=tiny_model_dir))):
+        train_lib.load_models(tiny_model_dir, checkpoint.format(m=tiny_model_dir))
+
+
+def test_model_flags_the_user_set_that_the_model_does_not_have_are_warned_about(
+        tiny_model_dir, capsys):
+    # The tiny model: attention_hidden=8, latent_dim=4, gam=true. An unset
+    # flag (cvae_hidden: default 128, model 8) is no one's mistake.
+    config = dgam_flags.make_config(["--latent_dim=5", "--nogam", "--attention_hidden=8",
+                                     "--streams=rgb"], model_dir=tiny_model_dir)
+    train_lib.warn_ignored_model_flags(config)
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning: --latent_dim=5 is ignored: the model in {tiny_model_dir} has latent_dim=4",
+        f"warning: --gam=false is ignored: the model in {tiny_model_dir} has gam=true"]
 
 
 def test_unwritable_model_dir_is_refused_before_any_work(tiny_data_dir, tmp_path):

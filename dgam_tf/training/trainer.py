@@ -13,6 +13,7 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 
 import keras
 import numpy as np
@@ -230,8 +231,12 @@ class Trainer:
         latest = self.manager.latest_checkpoint
         if latest:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
-            if self.chief:
-                print(f"Resuming from {latest} (epoch {int(self.epoch.numpy())})")
+            epoch, epochs = int(self.epoch.numpy()), self.config.epochs
+            if self.chief and epoch >= epochs:
+                print(f"Nothing left to train (epoch {epoch} of {epochs}, {latest})"
+                      + ("; evaluating" if self.evaluate_fn else ""))
+            elif self.chief:
+                print(f"Resuming from {latest} (epoch {epoch})")
         return int(self.epoch.numpy())
 
     def _dataset(self, epoch, stages):
@@ -317,12 +322,17 @@ class Trainer:
         start = self.restore()
         writer = tf.summary.create_file_writer(
             os.path.join(cfg.model_dir, "train") if self.chief else tempfile.mkdtemp())
-        profiler = _Profiler(cfg, os.path.join(cfg.model_dir, "train"))
         stages = (CVAE_STAGE, MODEL_STAGE) if cfg.gam else (MODEL_STAGE,)
+        first_step = int(self.step.numpy())
+        profiler = _Profiler(cfg, os.path.join(cfg.model_dir, "train"), range(
+            first_step, first_step + max(cfg.epochs - start, 0) * len(stages)
+            * self.steps_per_stage), self.chief)
+        # A bar on a terminal; piped output gets one line per epoch instead.
+        bar = cfg.progress and self.chief and sys.stdout.isatty()
         logs = {}
         for epoch in range(start, cfg.epochs):
-            progbar = None
-            if cfg.progress and self.chief:
+            progbar, started = None, time.monotonic()
+            if bar:
                 print(f"Epoch {epoch + 1}/{cfg.epochs}")
                 progbar = keras.utils.Progbar(len(stages) * self.steps_per_stage)
             logs = {}
@@ -331,10 +341,15 @@ class Trainer:
                 for stage in stages:
                     logs.update({f"stage{stage}/{k}": v for k, v in self._run_stage(
                         epoch, stage, progbar, profiler.at_step, iterator).items()})
-            except UserError:
+            except (UserError, KeyboardInterrupt):
                 if progbar is not None:
                     print(flush=True)   # End the bar's line before the error line.
                 raise
+            if cfg.progress and self.chief and not bar:
+                print(f"Epoch {epoch + 1}/{cfg.epochs}: " + ", ".join(
+                    f"{k.split('/', 1)[1]} {v:.4f}" for k, v in logs.items()
+                    if k.endswith(("/cvae", "/loss"))) + f" ({time.monotonic() - started:.0f} s)",
+                    flush=True)
             self.epoch.assign(epoch + 1)
             collapsed = self._check_collapse(epoch + 1, logs)
             with writer.as_default(step=epoch + 1):
@@ -382,7 +397,11 @@ class Trainer:
         if self.evaluate_fn is None or split not in self.info.splits or not self.chief:
             return
         metrics = self.evaluate_fn(self.models, split)
-        score = selection_score(metrics)
+        name, score = selection_score(metrics)
+        alone = ", ".join(f"{s} {100 * selection_score(m)[1]:.2f}"
+                          for s, m in metrics.get("streams", {}).items())
+        print(f"Epoch {epoch}: {split} {name} {100 * score:.2f}"
+              + (f" ({alone} alone)" if alone else ""), flush=True)
         with writer.as_default(step=epoch):
             for t, m in zip(metrics["tiou_thresholds"], metrics["mAP"]):
                 tf.summary.scalar(f"{split}/mAP@{t:g}", m)
@@ -398,6 +417,9 @@ class Trainer:
                 self.checkpoint.write(os.path.join(tmp, "ckpt"))
                 io_utils.atomic_write_json(os.path.join(tmp, "best.json"),
                                            {"epoch": epoch, "split": split, "score": score})
+            print(f"Kept epoch {epoch} in {self.best_dir} ({split} {name} {100 * score:.2f}"
+                  + (f", previous best {100 * best:.2f})" if best is not None else ")"),
+                  flush=True)
 
 
 _NUMERICS_OP = re.compile(r'Detected Infinity or NaN in output \d+ of (?:graph|eagerly-executing) '
@@ -423,11 +445,11 @@ def numerics_culprit(error, streams):
 
 
 def selection_score(metrics):
-    """mAP@0.5 when evaluated, else the average mAP."""
+    """("mAP@0.5", its value) when evaluated, else ("average mAP", value)."""
     for t, m in zip(metrics["tiou_thresholds"], metrics["mAP"]):
         if abs(t - 0.5) < 1e-9:
-            return m
-    return metrics["average_mAP"]
+            return "mAP@0.5", m
+    return "average mAP", metrics["average_mAP"]
 
 
 def _read_score(path):
@@ -439,12 +461,29 @@ def _read_score(path):
 
 
 class _Profiler:
-    """Starts/stops the TF profiler at the --profile_steps global steps."""
+    """Starts/stops the TF profiler at the --profile_steps global steps.
 
-    def __init__(self, config, logdir):
+    Args:
+      steps: the range of global steps this run will train; the chief
+        (`verbose`) warns when --profile_steps is not inside it, and says
+        where the trace went."""
+
+    def __init__(self, config, logdir, steps, verbose):
         self.range = dgam_flags.profile_range(config) if config.profile_steps else None
         self.logdir = logdir
         self.active = False
+        self.verbose = verbose
+        if self.range is None or not verbose:
+            return
+        flag = "--profile_steps=%d,%d" % self.range
+        run = f"this run's steps {steps.start}-{steps.stop - 1}" if steps else \
+            "this run, which trains no step"
+        if self.range[0] not in steps:
+            print(f"warning: {flag} starts outside {run}; nothing is profiled",
+                  file=sys.stderr)
+        elif self.range[1] > steps.stop:
+            print(f"warning: {flag} ends after {run}; the trace stops there",
+                  file=sys.stderr)
 
     def at_step(self, step):
         if self.range is None:
@@ -459,3 +498,7 @@ class _Profiler:
         if self.active:
             tf.profiler.experimental.stop()
             self.active = False
+            if self.verbose:
+                print(f"Profile written to {os.path.join(self.logdir, 'plugins', 'profile')}; "
+                      f"view it with: tensorboard --logdir {self.logdir} (Profile tab)",
+                      flush=True)
