@@ -180,7 +180,7 @@ def test_a_test_split_cut_at_a_record_boundary_is_refused(tiny_data_dir, tiny_mo
 
 
 def test_streams_alone_are_one_stream_evaluations_of_outputs_computed_once(
-        tiny_data_dir, tiny_info, tiny_model_dir, tmp_path, monkeypatch):
+        tiny_data_dir, tiny_info, tiny_model_dir, tmp_path, monkeypatch, capsys):
     config = tiny_config(tiny_data_dir, tmp_path)
     modules = evaluate.stream_modules(train_lib.load_models(tiny_model_dir)[0])
     calls, output_fn = collections.Counter(), evaluate._output_fn
@@ -199,6 +199,9 @@ def test_streams_alone_are_one_stream_evaluations_of_outputs_computed_once(
         for key in ("tiou_thresholds", "mAP", "average_mAP", "average_mAP_0.1:0.7",
                     "ap_per_class", "num_predictions", "num_ground_truth"):
             assert both["streams"][stream][key] == alone[key], key
+    evaluate.report(alone, config)
+    assert capsys.readouterr().out.startswith(
+        f"Detection mAP (%) on {tiny_info.name}, test split, flow stream alone: ")
 
 
 def test_another_checkpoint_keeps_its_outputs_together_and_says_what_made_them(

@@ -235,8 +235,10 @@ def report(metrics, config):
     metrics["detections"] = _path(detections_path)
     io_utils.atomic_write_json(detections_path, results)
     io_utils.atomic_write_json(metrics_path, metrics)
-    print(detection.format_table(metrics, f"{metrics['source']['dataset']}, {split} split",
-                                 metrics.get("streams")))
+    streams = metrics["source"]["streams"]
+    print(detection.format_table(
+        metrics, f"{metrics['source']['dataset']}, {split} split"
+        + (f", {streams[0]} stream alone" if len(streams) == 1 else ""), metrics.get("streams")))
     for stream, stats in metrics["frame_statistics"].items():
         print(f"frame sets ({stream}): " + ", ".join(f"{k} {v:.3f}" for k, v in stats.items()))
     print(f"Wrote {metrics_path} and {detections_path}")
