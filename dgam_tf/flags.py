@@ -141,6 +141,8 @@ def define_flags(fv=flags.FLAGS):
     flags.DEFINE_float("cls_high", 0.5, "Frame-set statistics: 'high classification' threshold "
                        "on sigmoid(T-CAM) of the labelled class.", **d)
     flags.DEFINE_integer("num_plots", 4, "Videos drawn by --mode=visualize / eval summaries.", **d)
+    flags.DEFINE_list("plot_videos", [], "--mode=visualize: draw these video ids of "
+                      "--test_split instead of the first --num_plots.", **d)
 
     # Synthetic data and converters.
     flags.DEFINE_string("source_format", None, "Converter input layout: dgam, wtalc, npy_dir.", **d)

@@ -47,19 +47,71 @@ def png_size(data):
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
-def test_drawn_lines_are_attention_and_u_of_the_predicted_classes():
+def test_drawn_lines_are_attention_and_u_of_the_predicted_and_true_classes():
     fig = plots.draw_video(VIDEO, OUTPUTS, DETECTIONS, CLASS_NAMES)
-    expected_classes = {"rgb": [1, 2], "flow": [0]}
+    # rgb predicts the true classes 1 and 2; flow predicts 0 and misses both.
+    expected = {"rgb": {1: "-", 2: "-"}, "flow": {0: "-", 1: "--", 2: "--"}}
     for ax, (stream, out) in zip(fig.axes, OUTPUTS.items()):
         lines = {line.get_gid(): line for line in ax.get_lines()}
-        assert set(lines) == {"attention"} | {f"u:{c}" for c in expected_classes[stream]}
+        assert set(lines) == {"attention"} | {f"u:{c}" for c in expected[stream]}
         for line in lines.values():
             np.testing.assert_allclose(line.get_xdata(), [0.0, 1.25, 2.5, 3.75])
         np.testing.assert_allclose(lines["attention"].get_ydata(), out.attention)
         attention, tcam = out.attention.astype(np.float64), out.tcam.astype(np.float64)
-        for c in expected_classes[stream]:
+        for c, style in expected[stream].items():
             u = attention / (1.0 + np.exp(-tcam[:, c]))
-            np.testing.assert_allclose(lines[f"u:{c}"].get_ydata(), u, rtol=1e-12)
+            line = lines[f"u:{c}"]
+            np.testing.assert_allclose(line.get_ydata(), u, rtol=1e-12)
+            assert line.get_linestyle() == style
+            assert line.get_label() == (
+                f"weighted T-CAM {CLASS_NAMES[c]} (p={out.class_probs[c]:.2f}"
+                + (", not predicted)" if style == "--" else ")"))
+
+
+# Detections whose bars or score labels would overlap on one row: 1.0-2.5
+# and 1.1-2.0 overlap, 2.55 starts before the label of 2.5's neighbour ends.
+CROWDED = [Detection(1, 0.42, 1.0, 2.5), Detection(1, 0.29, 1.1, 2.0),
+           Detection(1, 0.31, 2.55, 2.9), Detection(1, 0.12, 3.0, 4.5),
+           Detection(2, -0.05, 3.0, 4.0)]
+
+
+@pytest.mark.parametrize("dpi", [plots.PNG_DPI, plots.SUMMARY_DPI])
+def test_bars_and_score_labels_do_not_overlap(dpi):
+    fig = plots.draw_video(VIDEO, OUTPUTS, CROWDED, CLASS_NAMES, dpi=dpi)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    bars_ax = fig.axes[-1]
+    labels = [t.get_window_extent(renderer) for t in bars_ax.texts]
+    assert len(labels) == len(CROWDED)
+    for i, a in enumerate(labels):
+        assert not any(a.overlaps(b) for b in labels[i + 1:])
+    detections = [p for p in bars_ax.patches if p.get_gid().startswith("detection")]
+    rows = {}
+    for patch in detections:
+        rows.setdefault(patch.get_y(), []).append(
+            (patch.get_x(), patch.get_x() + patch.get_width()))
+    for spans in rows.values():
+        spans.sort()
+        assert all(end <= start for (_, end), (start, _) in zip(spans, spans[1:]))
+    # Each label sits on its detection's bar.
+    for text in bars_ax.texts:
+        [bar] = [p for p in detections if p.get_x() == text.get_position()[0]
+                 and abs(p.get_y() + p.get_height() / 2 - text.get_position()[1]) < 1e-9]
+        [score] = [d.score for d in CROWDED if d.start == bar.get_x()
+                   and bar.get_gid() == f"detection:{d.class_id}"]
+        assert text.get_text() == f"{score:.2f}"
+
+
+def test_legends_are_clear_of_the_curves_in_summary_images():
+    fig = plots.draw_video(VIDEO, OUTPUTS, DETECTIONS, CLASS_NAMES, dpi=plots.SUMMARY_DPI)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    assert fig.canvas.get_width_height()[0] == 600
+    figure_box = fig.bbox
+    for ax in fig.axes[:-1]:
+        legend = ax.get_legend().get_window_extent(renderer)
+        assert not legend.overlaps(ax.get_window_extent(renderer))
+        assert figure_box.x0 <= legend.x0 and legend.x1 <= figure_box.x1
 
 
 def test_drawn_bars_are_detections_and_ground_truth():
@@ -109,6 +161,16 @@ def test_plot_model_dir_draws_the_first_test_videos(tiny_data_dir, tiny_model_di
 def test_plot_model_dir_needs_a_plot(tiny_data_dir, tmp_path):
     with pytest.raises(UserError, match="--num_plots must be at least 1, got 0"):
         plots.plot_model_dir(tiny_config(tiny_data_dir, tmp_path, num_plots=0))
+
+
+def test_plot_videos_chooses_the_videos(tiny_data_dir, tiny_model_dir, tmp_path):
+    model_dir = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    ids = [v.video_id for v in records.read_videos(tiny_data_dir, "test")]
+    paths = plots.plot_model_dir(tiny_config(tiny_data_dir, model_dir, num_plots=0,
+                                             plot_videos=[ids[2], ids[0]]))
+    assert paths == [os.path.join(model_dir, "plots", f"{v}.png") for v in (ids[0], ids[2])]
+    with pytest.raises(UserError, match=r"--plot_videos: no video nope in split 'test'"):
+        plots.plot_model_dir(tiny_config(tiny_data_dir, model_dir, plot_videos=["nope", ids[1]]))
 
 
 def test_periodic_evaluation_writes_summary_images(tiny_data_dir, tiny_info, tmp_path):

@@ -1,6 +1,8 @@
 """Plots of one video's localization (algorithm.md §5) on one time axis in
-seconds: attention and the weighted T-CAM u of the predicted classes per
-stream, then the detections (with scores) and the ground truth as bars.
+seconds: attention and the weighted T-CAM u of the predicted and the
+ground-truth classes per stream (dashed: a ground-truth class the stream
+does not predict), then the detections (with scores) and the ground truth
+as bars.
 
 Written as PNG files by `--mode=visualize` (`plot_model_dir`) and as image
 tensors for `tf.summary.image` during training (`summary_images`). Drawing
@@ -18,6 +20,8 @@ import tensorflow as tf
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
+from matplotlib.textpath import TextPath
 
 from dgam_tf import io_utils
 from dgam_tf.errors import UserError
@@ -26,7 +30,12 @@ from dgam_tf.localization import localize
 
 PNG_DPI = 100
 SUMMARY_DPI = 60  # Smaller images for TensorBoard.
+FIGURE_WIDTH = 10  # inches
 _COLORS = colormaps["tab10"]
+_SCORE_FONT = FontProperties(size="x-small")
+# Width of the time axis as a fraction of the figure's, at least (the rest:
+# class names on the left); sizes the score labels in seconds.
+_MIN_AXES_FRACTION = 0.7
 
 
 def sample_times(num_positions, num_segments, seconds_per_segment):
@@ -60,17 +69,29 @@ def _color(class_id):
     return _COLORS(class_id % _COLORS.N)
 
 
-def _draw_stream(ax, stream, output, times, class_names, class_threshold):
-    """Attention (gid "attention") and u of each predicted class c (gid "u:c")."""
+def _truth_classes(video):
+    """Classes of the video's labels and ground-truth instances, a set."""
+    return set(np.asarray(video["labels"]).astype(int).tolist()) | set(
+        np.asarray(video["gt_label"]).astype(int).tolist())
+
+
+def _draw_stream(ax, stream, output, times, class_names, class_threshold, truth):
+    """Attention (gid "attention") and u of each predicted or ground-truth
+    class c (gid "u:c"; dashed when the stream does not predict c), with the
+    legend above the axes, clear of the curves."""
     ax.plot(times, output.attention, color="black", linewidth=1.5, label="attention",
             gid="attention")
-    classes = localize.predict_classes(output.class_probs, class_threshold)
+    predicted = set(localize.predict_classes(output.class_probs, class_threshold).tolist())
+    classes = sorted(predicted | truth)
     for c, u in zip(classes, weighted_tcam(output, classes).T):
-        ax.plot(times, u, color=_color(c), gid=f"u:{c}",
-                label=f"u {class_names[c]} (p={output.class_probs[c]:.2f})")
+        missed = "" if c in predicted else ", not predicted"
+        ax.plot(times, u, color=_color(c), gid=f"u:{c}", linestyle="-" if not missed else "--",
+                label=f"weighted T-CAM {class_names[c]} "
+                      f"(p={output.class_probs[c]:.2f}{missed})")
     ax.set_ylim(0.0, 1.05)
     ax.set_ylabel(stream)
-    ax.legend(loc="upper right", fontsize="small")
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=2,
+              fontsize="x-small", frameon=False, borderaxespad=0.2)
 
 
 def _bar_classes(video, detections):
@@ -79,25 +100,64 @@ def _bar_classes(video, detections):
                   | {d.class_id for d in detections})
 
 
-def _draw_bars(ax, video, detections, class_names, classes):
-    """Two rows per class of `classes`: its ground truth (grey bars, gid
-    "gt:c") and its detections (coloured bars with their scores, gid
-    "detection:c")."""
+def _lanes(detections, label_seconds):
+    """Stacks detections (sorted by start) into lanes in which neither their
+    bars nor their score labels (`label_seconds` wide) overlap; returns each
+    one's lane, 0 first."""
+    lane_ends, lanes = [], []
+    for d in detections:
+        lane = next((i for i, end in enumerate(lane_ends) if end <= d.start), len(lane_ends))
+        end = max(d.end, d.start + label_seconds)
+        if lane == len(lane_ends):
+            lane_ends.append(end)
+        else:
+            lane_ends[lane] = end
+        lanes.append(lane)
+    return lanes
+
+
+def _bar_rows(detections, classes, seconds):
+    """Where each class's bars go: its detections in as many rows as their
+    bars and score labels need not to overlap, then its ground truth.
+
+    Args:
+      seconds: the length of the time axis.
+
+    Returns:
+      ([(class, its detections by start, their rows [k], its first row,
+      its number of detection rows (1 or more))], number of rows); the
+      class's truth row follows its detection rows.
+    """
+    # The widest score label, in seconds of the narrowest time axis.
+    label_seconds = 1.1 * seconds * TextPath((0, 0), "-0.00", prop=_SCORE_FONT).get_extents(
+        ).width / (72 * FIGURE_WIDTH * _MIN_AXES_FRACTION)
+    layout, y = [], 0
+    for c in classes:
+        mine = sorted((d for d in detections if d.class_id == c), key=lambda d: d.start)
+        lanes = _lanes(mine, label_seconds)
+        num_lanes = max(lanes, default=0) + 1
+        layout.append((c, mine, y + np.array(lanes, int), y, num_lanes))
+        y += num_lanes + 1
+    return layout, y
+
+
+def _draw_bars(ax, video, layout, class_names):
+    """Each class's detections (coloured bars with their scores, gid
+    "detection:c") and ground truth (grey bars, gid "gt:c"), in the rows of
+    `_bar_rows`'s layout."""
     gt_label = np.asarray(video["gt_label"]).astype(int)
     ticks, names = [], []
-    for row, c in enumerate(classes):
-        gt_y, det_y = 2 * row + 1, 2 * row
+    for c, mine, rows, first_row, num_lanes in layout:
+        truth_row = first_row + num_lanes
+        ax.barh(rows, [d.end - d.start for d in mine], left=[d.start for d in mine],
+                height=0.7, color=_color(c), alpha=0.8, gid=f"detection:{c}")
+        for d, row in zip(mine, rows):
+            ax.text(d.start, row, f"{d.score:.2f}", va="center", fontproperties=_SCORE_FONT)
         gt = gt_label == c
         starts, ends = np.asarray(video["gt_start"])[gt], np.asarray(video["gt_end"])[gt]
-        ax.barh(np.full(len(starts), gt_y), ends - starts, left=starts, height=0.7,
+        ax.barh(np.full(len(starts), truth_row), ends - starts, left=starts, height=0.7,
                 color="0.6", gid=f"gt:{c}")
-        mine = [d for d in detections if d.class_id == c]
-        ax.barh(np.full(len(mine), det_y), [d.end - d.start for d in mine],
-                left=[d.start for d in mine], height=0.7, color=_color(c), alpha=0.8,
-                gid=f"detection:{c}")
-        for d in mine:
-            ax.text(d.start, det_y, f"{d.score:.2f}", va="center", fontsize="x-small")
-        ticks += [det_y, gt_y]
+        ticks += [first_row + (num_lanes - 1) / 2, truth_row]
         names += [f"{class_names[c]} detected", f"{class_names[c]} truth"]
     ax.set_yticks(ticks, names, fontsize="small")
     ax.set_ylim(-0.6, max(ticks, default=0) + 0.6)
@@ -123,16 +183,18 @@ def draw_video(video, outputs, detections, class_names,
       matplotlib Figure on an Agg canvas: one axes per stream, then the bars.
     """
     t, spp = int(video["num_segments"]), float(video["seconds_per_segment"])
-    classes = _bar_classes(video, detections)
-    fig = Figure(figsize=(10, 2.2 * len(outputs) + 1.2 + 0.4 * len(classes)),
+    seconds = max(float(video["duration"]), t * spp)
+    layout, num_rows = _bar_rows(detections, _bar_classes(video, detections), seconds)
+    fig = Figure(figsize=(FIGURE_WIDTH, 2.2 * len(outputs) + 1.2 + 0.2 * num_rows),
                  dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(outputs) + 1, 1, sharex=True, squeeze=False)[:, 0]
+    truth = _truth_classes(video)
     for ax, (stream, output) in zip(axes, outputs.items()):
         times = sample_times(len(output.attention), t, spp)
-        _draw_stream(ax, stream, output, times, class_names, class_threshold)
-    _draw_bars(axes[-1], video, detections, class_names, classes)
-    axes[-1].set_xlim(0.0, max(float(video["duration"]), t * spp))
+        _draw_stream(ax, stream, output, times, class_names, class_threshold, truth)
+    _draw_bars(axes[-1], video, layout, class_names)
+    axes[-1].set_xlim(0.0, seconds)
     labels = ", ".join(class_names[c] for c in np.asarray(video["labels"]).astype(int))
     fig.suptitle(f"{_video_id(video)} (labels: {labels or 'none'})")
     return fig
@@ -158,11 +220,28 @@ def video_image(video, outputs, detections, class_names,
     return tf.constant(np.asarray(fig.canvas.buffer_rgba())[None])
 
 
-def _first_videos(modules, data_dir, info, split, config, count):
-    """The first `count` items of evaluate.infer_split (reading stops there)."""
+def _videos(modules, data_dir, info, split, config, count, video_ids=()):
+    """Items of evaluate.infer_split: those of `video_ids` if any are given,
+    else the first `count`, in split order; reading stops once they are in.
+
+    Raises:
+      UserError: a video id that is not in the split.
+    """
+    wanted, chosen = set(video_ids), []
     with contextlib.closing(evaluate.infer_split(modules, data_dir, info, split,
-                                                 config)) as videos:
-        yield from itertools.islice(videos, count)
+                                                 config)) as items:
+        if not wanted:
+            return list(itertools.islice(items, count))
+        for item in items:
+            if _video_id(item[0]) in wanted:
+                chosen.append(item)
+                if len(chosen) == len(wanted):
+                    break
+    missing = wanted - {_video_id(video) for video, _, _ in chosen}
+    if missing:
+        raise UserError(f"--plot_videos: no video {', '.join(sorted(missing))} in split "
+                        f"'{split}' of {data_dir}")
+    return chosen
 
 
 def summary_images(modules, data_dir, info, split, config):
@@ -172,8 +251,8 @@ def summary_images(modules, data_dir, info, split, config):
     Args:
       modules: {stream: (attention, classifier)}.
     """
-    for video, outputs, detections in _first_videos(modules, data_dir, info, split,
-                                                    config, config.num_plots):
+    for video, outputs, detections in _videos(modules, data_dir, info, split, config,
+                                              config.num_plots):
         yield _video_id(video), video_image(
             video, outputs, detections, info.class_names, config.class_threshold)
 
@@ -184,22 +263,25 @@ def _file_name(video):
 
 
 def plot_model_dir(config):
-    """--mode=visualize: draws the first --num_plots videos of --test_split
-    with the models of evaluate.load_modules (--model_dir, or the module-swap
-    folders) into <model_dir>/plots/<video_id>.png.
+    """--mode=visualize: draws the --plot_videos of --test_split, or else its
+    first --num_plots videos, with the models of evaluate.load_modules
+    (--model_dir, or the module-swap folders) into
+    <model_dir>/plots/<video_id>.png.
 
     Returns:
       The written paths, in split order.
 
     Raises:
-      UserError: --num_plots below 1, or what load_modules raises.
+      UserError: --num_plots below 1 without --plot_videos, a --plot_videos
+        id not in the split, or what load_modules raises.
     """
-    if config.num_plots < 1:
+    if config.num_plots < 1 and not config.plot_videos:
         raise UserError(f"--num_plots must be at least 1, got {config.num_plots}")
     data_dir, info, modules = evaluate.load_modules(config)
     out_dir = os.path.join(config.model_dir, "plots")
     return [plot_video(video, outputs, detections, info.class_names,
                        os.path.join(out_dir, _file_name(video)),
                        config.class_threshold)
-            for video, outputs, detections in _first_videos(
-                modules, data_dir, info, config.test_split, config, config.num_plots)]
+            for video, outputs, detections in _videos(
+                modules, data_dir, info, config.test_split, config, config.num_plots,
+                config.plot_videos)]
