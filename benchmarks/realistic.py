@@ -59,7 +59,8 @@ def stream_table(metrics, streams):
 
 
 def at(metrics, tiou):
-    return metrics["mAP"][[round(t, 2) for t in metrics["tiou_thresholds"]].index(tiou)]
+    """mAP (%) at one tIoU threshold."""
+    return 100 * metrics["mAP"][[round(t, 2) for t in metrics["tiou_thresholds"]].index(tiou)]
 
 
 def main():
@@ -89,7 +90,7 @@ def main():
                 for row, m in stream_table(metrics, streams.split(",")).items():
                     r = rows.setdefault((label, row), {"map5": [], "avg": [], "att": []})
                     r["map5"].append(at(m, 0.5))
-                    r["avg"].append(m["average_mAP_0.1:0.7"])
+                    r["avg"].append(100 * m["average_mAP_0.1:0.7"])
                     if row in att:
                         r["att"].append(min(att[row][1:]))  # after the first epoch
                 print(f"  {label}, seed {seed}: " + ", ".join(
