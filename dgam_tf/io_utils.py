@@ -1,15 +1,118 @@
-"""Atomic file and folder writes: a crash never leaves a half-written output.
+"""Reads, atomic writes and the model-dir lock, on any filesystem TensorFlow knows.
 
-Outputs get the modes a plain open()/mkdir gives under the user's umask
-(tempfile's mkstemp/mkdtemp would make them private to their owner).
+Local paths use the OS: a rename publishes a file or folder atomically,
+outputs get the modes a plain open()/mkdir gives under the user's umask
+(tempfile's mkstemp/mkdtemp would make them private to their owner), and
+flock guards a model dir. Paths with a scheme (gs://, s3://, hdfs://, ram://)
+go through tf.io.gfile, imported only then (eval_detections runs without
+TensorFlow); there a folder has no atomic rename, so a folder is written
+aside and published file by file, the files readers go by last
+(COMMIT_FILES), and the model dir is held by a lock object with a heartbeat.
+docs/cloud.md says what is atomic where.
 """
 import contextlib
+import errno
+import fcntl
+import fnmatch
 import json
 import os
 import secrets
 import shutil
+import socket
+import sys
+import threading
+import time
 
 from dgam_tf.errors import UserError
+
+# Files by which readers know a folder is complete: a checkpoint's index (TF
+# reads it first), best.json, dataset.json, and TF Serving's saved_model.pb.
+# On a filesystem without folder rename they are published last, in this
+# order, and an overwritten folder's are withdrawn first, so a reader sees
+# the new folder whole or not at all.
+COMMIT_FILES = ("*.index", "best.json", "dataset.json", "saved_model.pb")
+LOCK_FILE = ".lock"
+# The lock object of a remote model dir: rewritten every HEARTBEAT_SECONDS;
+# a later run takes it over after STALE_SECONDS without a heartbeat. A run
+# holds it once its own write is still there SETTLE_SECONDS later.
+HEARTBEAT_SECONDS = 30
+STALE_SECONDS = 300
+SETTLE_SECONDS = 2.0
+
+
+def is_remote(path):
+    """True for a path with a scheme (gs://..., ram://...): tf.io.gfile's."""
+    return "://" in str(path)
+
+
+def abspath(path):
+    """An absolute local path; a remote one as it is."""
+    return path if is_remote(path) else os.path.abspath(path)
+
+
+def _gfile():
+    import tensorflow as tf  # Only for remote paths: see the module docstring.
+    return tf.io.gfile
+
+
+@contextlib.contextmanager
+def _os_errors():
+    """Turns tf.io.gfile's errors into the OSError open() would raise."""
+    import tensorflow as tf
+    try:
+        yield
+    except tf.errors.NotFoundError as e:
+        raise FileNotFoundError(errno.ENOENT, e.message or os.strerror(errno.ENOENT)) from None
+    except tf.errors.OpError as e:
+        raise OSError(errno.EIO, e.message or type(e).__name__) from None
+
+
+def exists(path):
+    if not is_remote(path):
+        return os.path.exists(path)
+    with _os_errors():
+        return _gfile().exists(path)
+
+
+def read_bytes(path):
+    """The contents of a file (OSError if it cannot be read)."""
+    if not is_remote(path):
+        with open(path, "rb") as f:
+            return f.read()
+    with _os_errors():
+        with _gfile().GFile(path, "rb") as f:
+            return f.read()
+
+
+def read_json(path, what="JSON file"):
+    """Reads a JSON file, turning a missing or malformed file into a UserError."""
+    try:
+        return json.loads(read_bytes(path))
+    except FileNotFoundError:
+        raise UserError(f"{what} not found: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{what} {path} is not valid JSON: {e}") from None
+    except OSError as e:
+        raise UserError(f"cannot read {what} {path}: {e.strerror}") from None
+
+
+def _temporary_name(path):
+    """A new hidden name beside `path`."""
+    parent, base = os.path.split(path.rstrip("/"))
+    return os.path.join(parent, f".{base}.tmp-{secrets.token_hex(4)}")
+
+
+def _create_temporary(path, create):
+    """Calls `create(name)` on a new hidden name beside local `path`; returns
+    (name, what `create` returned).
+
+    `create` makes the file or folder exclusively (FileExistsError if taken)
+    with the default modes, so the umask applies as to any new output.
+    """
+    while True:
+        name = _temporary_name(os.path.abspath(path))
+        with contextlib.suppress(FileExistsError):
+            return name, create(name)
 
 
 @contextlib.contextmanager
@@ -25,9 +128,20 @@ def atomic_output_dir(path, overwrite=False):
       UserError: `path` exists and `overwrite` is false, or its parent cannot
         be written.
     """
-    path = os.path.abspath(path)
-    if os.path.exists(path) and not overwrite:
+    path = abspath(path)
+    if exists(path) and not overwrite:
         raise UserError(f"{path} already exists; refusing to overwrite it")
+    writer = _remote_output_dir if is_remote(path) else _local_output_dir
+    with writer(path, overwrite) as tmp:
+        yield tmp
+
+
+def _appeared(path):
+    return UserError(f"{path} appeared while it was being written; refusing to overwrite it")
+
+
+@contextlib.contextmanager
+def _local_output_dir(path, overwrite):
     parent = os.path.dirname(path)
     try:
         os.makedirs(parent, exist_ok=True)
@@ -51,33 +165,90 @@ def atomic_output_dir(path, overwrite=False):
         os.rename(tmp, path)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise UserError(f"{path} appeared while it was being written; "
-                        "refusing to overwrite it") from None
+        raise _appeared(path) from None
 
 
-def _create_temporary(path, create):
-    """Calls `create(name)` on a new hidden name beside `path`; returns
-    (name, what `create` returned).
+@contextlib.contextmanager
+def _remote_output_dir(path, overwrite):
+    """atomic_output_dir where folders cannot be renamed: the block writes a
+    hidden folder beside `path`, then `_publish` moves its files in."""
+    gfile, tmp = _gfile(), _temporary_name(path)
+    try:
+        with _os_errors():
+            gfile.makedirs(tmp)
+    except OSError as e:
+        raise UserError(f"cannot write to {os.path.dirname(path)}: {e.strerror}") from None
+    try:
+        yield tmp
+        if not overwrite and gfile.exists(path):
+            raise _appeared(path)
+        try:
+            with _os_errors():
+                _publish(tmp, path)
+        except OSError as e:
+            raise UserError(f"cannot write {path}: {e.strerror}") from None
+    finally:
+        with contextlib.suppress(Exception):
+            gfile.rmtree(tmp)
 
-    `create` makes the file or folder exclusively (FileExistsError if taken)
-    with the default modes, so the umask applies as to any new output.
-    """
-    parent, base = os.path.split(os.path.abspath(path))
-    while True:
-        name = os.path.join(parent, f".{base}.tmp-{secrets.token_hex(4)}")
-        with contextlib.suppress(FileExistsError):
-            return name, create(name)
+
+def _commit_rank(name):
+    """Position of a file among COMMIT_FILES (None: not one)."""
+    base = os.path.basename(name)
+    return next((i for i, p in enumerate(COMMIT_FILES) if fnmatch.fnmatch(base, p)), None)
+
+
+def tree(root, rel=""):
+    """(folders, files) under remote `root`, relative to it."""
+    gfile, folders, files = _gfile(), [], []
+    for name in gfile.listdir(os.path.join(root, rel)):
+        name = os.path.join(rel, name.rstrip("/"))
+        if gfile.isdir(os.path.join(root, name)):
+            below = tree(root, name)
+            folders += [name] + below[0]
+            files += below[1]
+        elif gfile.exists(os.path.join(root, name)):  # ram:// lists "b.x" in "b" as ".x"
+            files.append(name)
+    return folders, files
+
+
+def _publish(tmp, path):
+    """Moves the files of folder `tmp` into folder `path` (remote), replacing
+    it: the old commit files are withdrawn first, the new ones come last."""
+    gfile = _gfile()
+    folders, files = tree(tmp)
+    old = tree(path)[1] if gfile.isdir(path) else []
+    for name in old:
+        if _commit_rank(name) is not None:
+            gfile.remove(os.path.join(path, name))
+    for folder in [""] + folders:
+        gfile.makedirs(os.path.join(path, folder))
+    last = sorted((f for f in files if _commit_rank(f) is not None), key=_commit_rank)
+    for name in [f for f in files if f not in last]:
+        gfile.rename(os.path.join(tmp, name), os.path.join(path, name), overwrite=True)
+    for name in set(old) - set(files):
+        if _commit_rank(name) is None:
+            gfile.remove(os.path.join(path, name))
+    for name in last:
+        gfile.rename(os.path.join(tmp, name), os.path.join(path, name), overwrite=True)
 
 
 def atomic_write_bytes(path, data):
-    """Writes `data` to `path` through a temporary file and a rename."""
-    parent = os.path.dirname(os.path.abspath(path))
+    """Writes `data` to `path` through a temporary file and a rename (a
+    server-side copy on object stores, whose new object appears whole)."""
     try:
-        os.makedirs(parent, exist_ok=True)
-        tmp, fd = _create_temporary(
-            path, lambda name: os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        if is_remote(path):
+            _write_remote(path, data)
+        else:
+            _write_local(path, data)
     except OSError as e:
         raise UserError(f"cannot write {path}: {e.strerror}") from None
+
+
+def _write_local(path, data):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp, fd = _create_temporary(
+        path, lambda name: os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -90,19 +261,121 @@ def atomic_write_bytes(path, data):
         raise
 
 
+def _write_remote(path, data):
+    gfile, tmp = _gfile(), _temporary_name(path)
+    with _os_errors():
+        gfile.makedirs(os.path.dirname(path))
+        try:
+            with gfile.GFile(tmp, "wb") as f:
+                f.write(data)
+            gfile.rename(tmp, path, overwrite=True)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                gfile.remove(tmp)
+            raise
+
+
 def atomic_write_json(path, obj):
     """Writes `obj` as indented JSON to `path` atomically."""
     atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
-def read_json(path, what="JSON file"):
-    """Reads a JSON file, turning a missing or malformed file into a UserError."""
+def is_chief_task():
+    """False on a multi-worker task that is not the chief (TF_CONFIG's chief,
+    else worker 0), as training.distribute.is_chief decides."""
     try:
-        with open(path) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise UserError(f"{what} not found: {path}") from None
-    except json.JSONDecodeError as e:
-        raise UserError(f"{what} {path} is not valid JSON: {e}") from None
+        task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task") or {}
+    except (json.JSONDecodeError, AttributeError):
+        return True     # distribute.make_strategy names the mistake
+    return task.get("type") in ("chief", None) or (
+        task.get("type") == "worker" and task.get("index") == 0)
+
+
+@contextlib.contextmanager
+def model_dir_lock(model_dir, multi_worker=False):
+    """Holds model_dir for one training run; another run is refused with one
+    line naming the holder.
+
+    Locally an flock, which the OS frees if we crash. On a remote filesystem
+    a lock object, `<model_dir>/.lock`, holding owner, host, pid and a
+    heartbeat: a run that died without removing it is taken over once its
+    heartbeat is STALE_SECONDS old. With `multi_worker` only the chief locks
+    (the other workers write nothing there).
+    """
+    if multi_worker and not is_chief_task():
+        yield
+        return
+    if is_remote(model_dir):
+        with _lock_object(model_dir):
+            yield
+        return
+    try:
+        os.makedirs(model_dir, exist_ok=True)
+        f = open(os.path.join(model_dir, LOCK_FILE), "w")
     except OSError as e:
-        raise UserError(f"cannot read {what} {path}: {e.strerror}") from None
+        raise UserError(f"cannot write to --model_dir {model_dir}: {e.strerror}") from None
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"another training run holds {model_dir}; wait for it to "
+                            "finish or use another --model_dir") from None
+        yield
+
+
+def _read_lock(path):
+    """The lock object's contents, or None if there is none (or unreadable)."""
+    try:
+        holder = json.loads(read_bytes(path))
+        return holder if isinstance(holder, dict) and "owner" in holder else None
+    except (OSError, ValueError):
+        return None
+
+
+def _holder(lock):
+    age = time.time() - float(lock.get("heartbeat", 0))
+    return f"host {lock.get('host')} pid {lock.get('pid')}, last heartbeat {age:.0f} s ago"
+
+
+@contextlib.contextmanager
+def _lock_object(model_dir):
+    path = os.path.join(model_dir, LOCK_FILE)
+    me = {"owner": secrets.token_hex(8), "host": socket.gethostname(), "pid": os.getpid()}
+    held = _read_lock(path)
+    if held is not None:
+        if time.time() - float(held.get("heartbeat", 0)) < STALE_SECONDS:
+            raise UserError(f"another training run holds {model_dir} ({_holder(held)}; taken "
+                            f"over after {STALE_SECONDS} s without one): wait for it to "
+                            "finish or use another --model_dir")
+        print(f"Taking over {model_dir} from a run that stopped ({_holder(held)})",
+              file=sys.stderr, flush=True)
+    atomic_write_json(path, dict(me, heartbeat=time.time()))
+    time.sleep(SETTLE_SECONDS)   # A run that started at the same time wrote after us?
+    held = _read_lock(path)
+    if held is None or held["owner"] != me["owner"]:
+        raise UserError(f"another training run took {model_dir} at the same time"
+                        + (f" ({_holder(held)})" if held else "") + "; use another --model_dir")
+    stop = threading.Event()
+    beat = threading.Thread(target=_heartbeat, args=(path, me, stop), daemon=True)
+    beat.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        beat.join()
+        if (_read_lock(path) or {}).get("owner") == me["owner"]:
+            with contextlib.suppress(Exception), _os_errors():
+                _gfile().remove(path)
+
+
+def _heartbeat(path, me, stop):
+    """Rewrites the lock object every HEARTBEAT_SECONDS until `stop`; warns
+    once and stops if another run took it over."""
+    while not stop.wait(HEARTBEAT_SECONDS):
+        held = _read_lock(path)
+        if held is not None and held["owner"] != me["owner"]:
+            print(f"warning: {path} was taken over by {_holder(held)}; this run no "
+                  "longer holds its model dir", file=sys.stderr, flush=True)
+            return
+        with contextlib.suppress(UserError):   # a network hiccup: try at the next beat
+            atomic_write_json(path, dict(me, heartbeat=time.time()))

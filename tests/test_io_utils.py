@@ -60,3 +60,25 @@ def test_outputs_get_the_modes_of_a_plain_open_and_mkdir(tmp_path, umask):
     assert _mode(tmp_path / "out") == _mode(tmp_path / "plain_dir") == 0o777 & ~umask
     for path in (tmp_path / "out" / "inner.json", tmp_path / "metrics.json"):
         assert _mode(path) == _mode(tmp_path / "plain.json")
+
+
+def test_second_run_on_a_held_model_dir_is_refused(tmp_path):
+    with io_utils.model_dir_lock(str(tmp_path)):
+        with pytest.raises(UserError, match="another training run holds"):
+            with io_utils.model_dir_lock(str(tmp_path)):
+                pass
+    with io_utils.model_dir_lock(str(tmp_path)):   # released after the first
+        pass
+
+
+@pytest.mark.parametrize("tf_config, locks", [
+    (None, True),
+    ('{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}', True),
+    ('{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}', False),
+    ('{"cluster": {"chief": ["a:1"], "worker": ["b:1"]}, "task": {"type": "chief", '
+     '"index": 0}}', True)])
+def test_only_the_chief_of_a_multi_worker_run_locks(tmp_path, monkeypatch, tf_config, locks):
+    if tf_config:
+        monkeypatch.setenv("TF_CONFIG", tf_config)
+    with io_utils.model_dir_lock(str(tmp_path), multi_worker=True):
+        assert (tmp_path / io_utils.LOCK_FILE).exists() == locks

@@ -98,15 +98,6 @@ def test_an_error_or_ctrl_c_mid_epoch_ends_the_progress_bar_line(
     assert "rgb/cvae" in out and out.endswith("\n")   # the error line then starts afresh
 
 
-def test_second_trainer_on_a_held_model_dir_is_refused(tmp_path):
-    with trainer_lib.model_dir_lock(str(tmp_path)):
-        with pytest.raises(UserError, match="another training run holds"):
-            with trainer_lib.model_dir_lock(str(tmp_path)):
-                pass
-    with trainer_lib.model_dir_lock(str(tmp_path)):   # released after the first
-        pass
-
-
 def test_batch_larger_than_training_set_is_refused(tiny_data_dir, tmp_path):
     with pytest.raises(UserError, match="exceeds the 8 training videos"):
         train_lib.train_and_evaluate(tiny_config(tiny_data_dir, tmp_path / "m", batch_size=16))

@@ -28,7 +28,7 @@ def resolve_data(config):
         preset = config.synthetic_preset
         data_dir = os.path.join(config.synthetic_cache, f"v{SYNTHETIC_VERSION}" if preset ==
                                 "basic" else f"{preset}-v{SYNTHETIC_VERSION}")
-        if not os.path.exists(os.path.join(data_dir, records.METADATA_FILE)):
+        if not io_utils.exists(os.path.join(data_dir, records.METADATA_FILE)):
             print(f"Generating the built-in synthetic dataset ({preset}) in {data_dir} "
                   "(once)...")
             synthetic.generate(data_dir, preset=preset, overwrite=True)
@@ -61,7 +61,7 @@ def write_settings(config, info):
     holds a different model (resuming it would fail or mix models)."""
     path = os.path.join(config.model_dir, SETTINGS_FILE)
     settings = model_settings(config, info)
-    if os.path.exists(path):
+    if io_utils.exists(path):
         old = io_utils.read_json(path, "model settings")
         changed = sorted(k for k in settings if old.get(k) != settings[k])
         if changed:
@@ -83,7 +83,8 @@ def train_and_evaluate(config, evaluate_fn=None):
     """
     dgam_flags.validate(config)
     data_dir, info = resolve_data(config)
-    with trainer_lib.model_dir_lock(config.model_dir):
+    with io_utils.model_dir_lock(config.model_dir,
+                                 multi_worker=config.strategy == "multi_worker"):
         write_settings(config, info)
         split_eval = evaluate_fn and (
             lambda models, split: evaluate_fn(models, data_dir, info, split, config))
@@ -92,7 +93,7 @@ def train_and_evaluate(config, evaluate_fn=None):
         if evaluate_fn is None or not trainer.chief:
             return None
         return evaluate_fn(trainer.models, data_dir, info, config.test_split, config,
-                           checkpoint=os.path.abspath(trainer.manager.latest_checkpoint))
+                           checkpoint=io_utils.abspath(trainer.manager.latest_checkpoint))
 
 
 def load_models(model_dir, checkpoint="latest", streams=None):
@@ -155,7 +156,7 @@ def warn_ignored_model_flags(config):
     for model_dir in dict.fromkeys((config.attention_checkpoint or config.model_dir,
                                     config.classifier_checkpoint or config.model_dir)):
         path = os.path.join(model_dir, SETTINGS_FILE)
-        if not os.path.exists(path):
+        if not io_utils.exists(path):
             continue                    # restoring it says what is missing
         settings = io_utils.read_json(path, "model settings")
         for name in MODEL_FLAGS:

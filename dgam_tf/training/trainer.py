@@ -5,8 +5,6 @@ stage 1 updates only the CVAE (attention frozen), stage 2 only attention +
 classifier (CVAE frozen). Both streams train side by side, independently,
 each with its own two Adam optimizers.
 """
-import contextlib
-import fcntl
 import json
 import os
 import re
@@ -61,23 +59,6 @@ def make_checkpoint(models, optimizers=None, **counters):
     for (stream, part), opt in (optimizers or {}).items():
         entries[f"{stream}_{part}_optimizer"] = opt
     return tf.train.Checkpoint(**entries)
-
-
-@contextlib.contextmanager
-def model_dir_lock(model_dir):
-    """Holds an exclusive lock on model_dir; the OS frees it if we crash."""
-    try:
-        os.makedirs(model_dir, exist_ok=True)
-        f = open(os.path.join(model_dir, ".lock"), "w")
-    except OSError as e:
-        raise UserError(f"cannot write to --model_dir {model_dir}: {e.strerror}") from None
-    with f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UserError(f"another training run holds {model_dir}; wait for it to "
-                            "finish or use another --model_dir") from None
-        yield
 
 
 class Trainer:
@@ -454,8 +435,7 @@ def selection_score(metrics):
 
 def _read_score(path):
     try:
-        with open(path) as f:
-            return json.load(f)["score"]
+        return json.loads(io_utils.read_bytes(path))["score"]
     except (OSError, ValueError, KeyError):
         return None
 
