@@ -30,11 +30,11 @@ convention: `validation` -> train, `test` -> test. When any video's subset is
 `validation` -> test, and `testing` videos (no public labels) are skipped.
 """
 import collections
-import glob
 import os
 import re
 
 import numpy as np
+import tensorflow as tf
 
 from dgam_tf import io_utils
 from dgam_tf.data import annotations as standard_gt
@@ -93,8 +93,8 @@ def convert(source_format, source_dir, out_dir, *, annotations=None, class_names
     if stream is not None and stream not in records.STREAMS:
         raise UserError(f"stream must be one of {records.STREAMS}, got '{stream}'")
     # Fail before reading what may be gigabytes of features.
-    if os.path.exists(out_dir) and not overwrite:
-        raise UserError(f"{os.path.abspath(out_dir)} already exists; refusing to overwrite it")
+    if io_utils.exists(out_dir) and not overwrite:
+        raise UserError(f"{io_utils.abspath(out_dir)} already exists; refusing to overwrite it")
     _require_dir(source_dir)
     names = _read_class_names(class_names) if class_names else None
     if source_format == "dgam":
@@ -106,7 +106,7 @@ def convert(source_format, source_dir, out_dir, *, annotations=None, class_names
     info = records.DatasetInfo(
         class_names=list(source.class_names), streams=source.streams,
         feature_dim=source.feature_dim, feature_dtype=feature_dtype,
-        name=f"{source_format}: {os.path.basename(os.path.abspath(source_dir))}")
+        name=f"{source_format}: {os.path.basename(io_utils.abspath(source_dir).rstrip('/'))}")
     with records.DatasetWriter(out_dir, info, num_shards=dict.fromkeys(("train", "test"),
                                                                       num_shards),
                                overwrite=overwrite) as writer:
@@ -130,7 +130,7 @@ def _dgam(source_dir, annotations, class_names, stream, seconds_per_segment):
             raise UserError(f"{labels_path}: expected a multi-hot matrix [videos, classes] "
                             f"of 0 and 1, got shape {labels.shape}")
         names = None
-        lists = sorted(glob.glob(os.path.join(folder, "*_vid_list.txt")))
+        lists = sorted(tf.io.gfile.glob(os.path.join(folder, "*_vid_list.txt")))
         if len(lists) > 1:
             raise UserError(f"{folder} has several video lists {lists}; keep one")
         if lists:
@@ -144,7 +144,8 @@ def _dgam(source_dir, annotations, class_names, stream, seconds_per_segment):
         for name in streams:
             stream_dir = os.path.join(folder, f"{name}_features")
             _require_dir(stream_dir)
-            count = sum(bool(re.fullmatch(r"\d+\.npy", f)) for f in os.listdir(stream_dir))
+            count = sum(bool(re.fullmatch(r"\d+\.npy", f))
+                        for f in tf.io.gfile.listdir(stream_dir))
             if count != len(labels):
                 raise UserError(f"count mismatch: {stream_dir} has {count} feature files, "
                                 f"{labels_path} has {len(labels)} rows")
@@ -285,7 +286,7 @@ def _npy_dir(source_dir, annotations, class_names, stream, stride, fps):
     def load(video_id, feature_dim=None):
         """Stream -> [T, D] features of one video."""
         path = os.path.join(source_dir, f"{video_id}.npy")
-        if not os.path.isfile(path):
+        if not _is_file(path):
             raise UserError(f"missing feature file {path} for video '{video_id}' of {json_path}")
         where = f"{path} (video '{video_id}')"
         if stream:
@@ -396,11 +397,12 @@ def _joint_streams(x, where, feature_dim=None):
 
 
 def _load_npy(path, allow_pickle=False):
-    if not os.path.isfile(path):
+    if not _is_file(path):
         raise UserError(f"missing file: {path}")
     try:
         # encoding="bytes" reads the Python 2 pickles of the W-TALC release.
-        return np.load(path, allow_pickle=allow_pickle, encoding="bytes")
+        with tf.io.gfile.GFile(path, "rb") as f:
+            return np.load(f, allow_pickle=allow_pickle, encoding="bytes")
     except ValueError as e:
         if "allow_pickle" in str(e):
             raise UserError(
@@ -439,16 +441,18 @@ def _read_class_names(path):
 
 def _read_lines(path):
     try:
-        with open(path) as f:
-            return [line.strip() for line in f if line.strip()]
+        text = io_utils.read_bytes(path).decode()
     except OSError as e:
         raise UserError(f"cannot read {path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path} is not UTF-8 text: {e}") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def _only_file(folders, pattern, what):
     """The one file matching `pattern` in the first folder that has any."""
     for folder in folders:
-        found = sorted(glob.glob(os.path.join(folder, pattern)))
+        found = sorted(tf.io.gfile.glob(os.path.join(folder, pattern)))
         if len(found) == 1:
             return found[0]
         if found:
@@ -458,8 +462,16 @@ def _only_file(folders, pattern, what):
 
 
 def _require_dir(path):
-    if not os.path.isdir(path):
+    try:
+        found = tf.io.gfile.exists(path) and tf.io.gfile.isdir(path)
+    except tf.errors.OpError as e:   # e.g. an unknown scheme: see docs/cloud.md
+        raise UserError(f"cannot read {path}: {records.first_line(e)}") from None
+    if not found:
         raise UserError(f"missing folder: {path}")
+
+
+def _is_file(path):
+    return tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path)
 
 
 def _text(value):

@@ -78,7 +78,11 @@ class DatasetInfo:
 
 def load_info(data_dir):
     """Reads and checks `<data_dir>/dataset.json`."""
-    if not os.path.isdir(data_dir):
+    try:
+        found = tf.io.gfile.exists(data_dir) and tf.io.gfile.isdir(data_dir)
+    except tf.errors.OpError as e:   # e.g. an unknown scheme: see docs/cloud.md
+        raise UserError(f"cannot read {data_dir}: {first_line(e)}") from None
+    if not found:
         raise UserError(f"data folder not found: {data_dir}")
     path = os.path.join(data_dir, METADATA_FILE)
     raw = io_utils.read_json(path, "dataset metadata")
@@ -96,7 +100,7 @@ def load_info(data_dir):
         raise UserError(f"{path}: streams must be a non-empty subset of {STREAMS}")
     for split, entry in info.splits.items():
         for f in entry["files"]:
-            if not os.path.isfile(os.path.join(data_dir, f)):
+            if not tf.io.gfile.exists(os.path.join(data_dir, f)):
                 raise UserError(f"record file of split '{split}' is missing: "
                                 f"{os.path.join(data_dir, f)}")
     return info
@@ -320,7 +324,7 @@ class DatasetWriter:
                 # A split with fewer videos than shards: drop the empty shards.
                 used = self._info.splits[split]["files"][:min(len(writers), self._counts[split])]
                 for f in self._info.splits[split]["files"][len(used):]:
-                    os.remove(os.path.join(self._tmp, f))
+                    tf.io.gfile.remove(os.path.join(self._tmp, f))
                 self._info.splits[split]["files"] = used
             io_utils.atomic_write_json(os.path.join(self._tmp, METADATA_FILE),
                                        dataclasses.asdict(self._info))

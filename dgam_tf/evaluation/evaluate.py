@@ -95,11 +95,6 @@ def _score(detections_by_video, gt, class_names, thresholds):
         gt, detection.parse_predictions(scored, gt.class_names), thresholds))
 
 
-def _path(path):
-    """An absolute local path (URLs such as gs://... as they are)."""
-    return path if "://" in path else os.path.abspath(path)
-
-
 def evaluate_modules(modules, data_dir, info, split, config, checkpoint=None):
     """Localizes a split and scores it, fused and, with two streams, each
     stream alone (one-stream localization, v = u, on the same outputs).
@@ -145,7 +140,7 @@ def evaluate_modules(modules, data_dir, info, split, config, checkpoint=None):
         for s, v in samples.items()}
     metrics["split"] = split
     metrics["source"] = {
-        "checkpoint": checkpoint, "data_dir": _path(data_dir),
+        "checkpoint": checkpoint, "data_dir": io_utils.abspath(data_dir),
         "dataset": info.name or config.dataset, "streams": list(modules),
         "sampling": {"test_min_segments": config.test_min_segments,
                      "test_max_segments": config.test_max_segments},
@@ -201,7 +196,7 @@ def restore_modules(config):
         if settings["class_names"] != info.class_names:
             raise UserError(f"the model in {model_dir} was trained on other classes "
                             f"than those of {data_dir}")
-        loaded[model_dir], paths[model_dir] = models, _path(settings["checkpoint"])
+        loaded[model_dir], paths[model_dir] = models, io_utils.abspath(settings["checkpoint"])
     modules = {s: (loaded[attention_dir][s].attention, loaded[classifier_dir][s].classifier)
                for s in config.streams}
     checkpoint = paths[attention_dir] if attention_dir == classifier_dir else {
@@ -232,7 +227,7 @@ def report(metrics, config):
     results = metrics.pop("results")
     split = metrics["split"]
     metrics_path, detections_path = output_paths(config, split)
-    metrics["detections"] = _path(detections_path)
+    metrics["detections"] = io_utils.abspath(detections_path)
     io_utils.atomic_write_json(detections_path, results)
     io_utils.atomic_write_json(metrics_path, metrics)
     streams = metrics["source"]["streams"]

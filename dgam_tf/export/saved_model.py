@@ -225,7 +225,7 @@ def _runtime_rank(x):
 
 def write_warmup_requests(path, requests):
     """Writes PredictRequests as TF Serving warm-up records (PredictionLog)."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tf.io.gfile.makedirs(os.path.dirname(path))
     with tf.io.TFRecordWriter(path) as writer:
         for request in requests:
             log = prediction_log_pb2.PredictionLog(
@@ -235,14 +235,14 @@ def write_warmup_requests(path, requests):
 
 def next_version(export_dir):
     """1 + the largest numbered version folder in `export_dir` (1 if none)."""
-    try:
-        with os.scandir(export_dir) as entries:
-            versions = [int(e.name) for e in entries
-                        if e.is_dir() and re.fullmatch(r"[0-9]+", e.name)]
-    except FileNotFoundError:
+    if not tf.io.gfile.isdir(export_dir):
         return 1
-    except OSError as e:
-        raise UserError(f"cannot read --export_dir {export_dir}: {e.strerror}") from None
+    try:
+        names = [name.rstrip("/") for name in tf.io.gfile.listdir(export_dir)]
+        versions = [int(name) for name in names if re.fullmatch(r"[0-9]+", name)
+                    and tf.io.gfile.isdir(os.path.join(export_dir, name))]
+    except tf.errors.OpError as e:
+        raise UserError(f"cannot read --export_dir {export_dir}: {e.message}") from None
     return max(versions, default=0) + 1
 
 
@@ -250,8 +250,10 @@ def export_models(models, class_names, export_dir, *, version=None, overwrite=Fa
                   localization_config=None, test_min_segments=50, test_max_segments=400):
     """Writes models as SavedModel version `<export_dir>/<version>/`.
 
-    The version is written into a temporary folder inside `export_dir` and
-    renamed into place when complete, so TF Serving never sees half of it.
+    The version is written into a temporary folder inside `export_dir`, then
+    renamed into place, or, on object stores, moved in file by file with
+    saved_model.pb last (io_utils.atomic_output_dir): TF Serving never loads
+    half of it.
 
     Args:
       models: {stream: StreamModel}.
@@ -282,7 +284,7 @@ def export_models(models, class_names, export_dir, *, version=None, overwrite=Fa
     with io_utils.atomic_output_dir(path, overwrite=overwrite) as tmp:
         tf.saved_model.save(module, tmp, signatures=module.signature_functions())
         write_warmup_requests(os.path.join(tmp, WARMUP_FILE), module.warmup_requests())
-    return os.path.abspath(path)
+    return io_utils.abspath(path)
 
 
 def export(model_dir, export_dir, *, version=None, overwrite=False, checkpoint="latest",
