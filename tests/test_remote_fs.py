@@ -322,7 +322,25 @@ def test_lock_object_refuses_a_second_run_and_takes_over_a_stale_one(ram, monkey
                                        "(host node7 pid 12, last heartbeat 301 s ago)\n")
 
 
+def test_a_run_whose_lock_was_taken_over_says_so_and_leaves_it(ram, monkeypatch, capsys):
+    monkeypatch.setattr(io_utils, "SETTLE_SECONDS", 0.0)
+    monkeypatch.setattr(io_utils, "HEARTBEAT_SECONDS", 0.05)
+    lock = f"{ram}/model/{io_utils.LOCK_FILE}"
+    other = {"owner": "other", "host": "node8", "pid": 34, "heartbeat": time.time()}
+    with io_utils.model_dir_lock(f"{ram}/model"):
+        io_utils.atomic_write_json(lock, other)     # as if our heartbeat had stalled
+        time.sleep(0.3)
+        assert io_utils.read_json(lock) == other    # no longer rewritten by us
+    assert io_utils.read_json(lock) == other        # nor removed
+    assert capsys.readouterr().err.startswith(
+        f"warning: {lock} was taken over by host node8 pid 34, last heartbeat 0 s ago; "
+        "this run no longer holds its model dir")
+
+
 def test_a_scheme_tensorflow_does_not_know_is_one_error_line():
     with pytest.raises(UserError, match=r"^cannot read nope://bucket/data: File system scheme "
                                         r"'nope' not implemented"):
         records.load_info("nope://bucket/data")
+    with pytest.raises(UserError, match=r"^cannot write nope://bucket/m.json: File system "
+                                        r"scheme 'nope' not implemented"):
+        io_utils.atomic_write_json("nope://bucket/m.json", {})
