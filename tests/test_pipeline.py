@@ -1,10 +1,12 @@
 """Training batches: the video order of a stage is a permutation of the whole
-split (as the release draws it), not a local shuffle of the shards' order."""
+split (as the release draws it), not a local shuffle of the shards' order;
+the resident split draws the same batches in-graph."""
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from dgam_tf import flags as dgam_flags
-from dgam_tf.data import pipeline, records
+from dgam_tf.data import pipeline, records, resident
 
 NUM_VIDEOS, NUM_SHARDS, BATCH = 32, 4, 4
 
@@ -51,3 +53,26 @@ def test_orders_differ_across_epochs_and_repeat_for_the_same_epoch(numbered_data
     a, b = video_order(numbered_data, 0, 0), video_order(numbered_data, 1, 0)
     assert not np.array_equal(a, b)
     np.testing.assert_array_equal(a, video_order(numbered_data, 0, 0))
+
+
+@pytest.mark.parametrize("epoch, stage, reuse", [(0, 1, 1), (3, 2, 1), (3, 2, 2)])
+def test_resident_batches_are_the_streamed_batches_bit_for_bit(tiny_data_dir, tiny_info,
+                                                               epoch, stage, reuse):
+    """Two streams with CVAE noise; with --batch_reuse_epochs=2 the draw is
+    shared by the chunk's stages and the batch order is the stage's."""
+    config = dgam_flags.make_config(num_segments=7, batch_size=3, latent_dim=2,
+                                    batch_reuse_epochs=reuse)
+    data = {k: tf.constant(v) for k, v in resident.load(tiny_data_dir, tiny_info,
+                                                        config).items()}
+    order, perm, draw_seed, noise_seed = pipeline.stage_order(8, config, epoch, stage)
+    streamed = list(pipeline.train_dataset(tiny_data_dir, tiny_info, config, epoch, stage))
+    assert len(streamed) == 2 and order.shape == [6]
+    for i, batch in enumerate(streamed):
+        drawn = resident.draw_batch(data, order[3 * i:3 * i + 3], perm, draw_seed,
+                                    noise_seed, config)
+        assert drawn.keys() == batch.keys() == {"rgb", "flow", "labels", "rgb_noise",
+                                                "flow_noise"}
+        for k in batch:
+            np.testing.assert_array_equal(drawn[k].numpy(), batch[k].numpy(), err_msg=k)
+    # The draw positions of a stage are 6 distinct videos of the 8.
+    assert len(set(perm.numpy()[order.numpy()])) == 6

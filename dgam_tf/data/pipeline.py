@@ -21,7 +21,7 @@ def _key(*parts):
     return key
 
 
-def _read(data_dir, info, split, shuffle_seed=None):
+def read_split(data_dir, info, split, shuffle_seed=None):
     """The serialized records of a split: its shard files interleaved in a
     shuffled order (with shuffle_seed) or one after another (without), less
     the records that --skip_bad_records found bad (records.skip_bad_records)."""
@@ -42,8 +42,67 @@ def _read(data_dir, info, split, shuffle_seed=None):
                          cycle_length=min(len(marks), 8) if shuffle_seed is not None else 1)
 
 
-def _multi_hot(labels, num_classes):
+def multi_hot(labels, num_classes):
+    """Class ids [L] -> multi-hot float32 [C]."""
     return tf.reduce_max(tf.one_hot(labels, num_classes, dtype=tf.float32), axis=0)
+
+
+def stage_order(num_videos, config, epoch, stage, input_context=None):
+    """Which videos one input pipeline feeds to a stage, in order.
+
+    A stage draws a uniform random permutation of the split (stateless, keyed
+    by seed and epoch, and by the stage unless --batch_reuse_epochs shares the
+    draw between stages): draw position q holds video perm[q]. Pipeline w of
+    W takes the positions q = w mod W, in per-replica batches of b; with
+    reuse, the batches come in a stage's own order.
+
+    Returns:
+      (order, perm, draw_seed, noise_seed): order int64 [M * b], the draw
+      positions in the order they are fed (M = the pipeline's full batches);
+      perm int64 [num_videos] (videos in file order); the two int seeds.
+    """
+    workers, worker, b = 1, 0, config.batch_size
+    if input_context is not None:
+        workers, worker = input_context.num_input_pipelines, input_context.input_pipeline_id
+        b = input_context.get_per_replica_batch_size(config.batch_size)
+    draw_seed = _draw_seed(config, epoch, stage)
+    batches = tf.range(len(range(worker, num_videos, workers)) // b, dtype=tf.int64)
+    if config.batch_reuse_epochs > 1:
+        # Same batches in both stages of the chunk; only their order changes.
+        batches = _permutation(batches, _key(config.seed, epoch, stage))
+    order = tf.reshape(batches[:, None] * b + tf.range(b, dtype=tf.int64), [-1]) * workers
+    return (order + worker, _permutation(tf.range(num_videos, dtype=tf.int64), draw_seed),
+            draw_seed, _key(config.seed, epoch, stage, 1))
+
+
+def _draw_seed(config, epoch, stage):
+    """Seed of which videos go together and their segments: per stage, or
+    (the release's way) once per --batch_reuse_epochs, shared by both stages."""
+    reuse = config.batch_reuse_epochs
+    return _key(*((config.seed, epoch, stage) if reuse == 1 else
+                  (config.seed, epoch - epoch % reuse)))
+
+
+def _permutation(values, seed):
+    """values [N] in a uniform random order keyed by the int `seed`."""
+    keys = tf.random.stateless_uniform(tf.shape(values), seed=[seed, 0], dtype=tf.float64)
+    return tf.gather(values, tf.argsort(keys, stable=True))
+
+
+def segment_indices(num_segments, position, draw_seed, config):
+    """The training segments of the video at draw position `position` (int or
+    scalar tensor, as the seed): int32 [n]."""
+    return sampling.random_perturb_indices(
+        num_segments, config.num_segments,
+        tf.stack([tf.cast(draw_seed, tf.int64), tf.cast(position, tf.int64)]))
+
+
+def cvae_noise(position, noise_seed, config):
+    """{stream + "_noise": standard normal [n, latent_dim]} of one draw position."""
+    return {s + "_noise": tf.random.stateless_normal(
+        [config.num_segments, config.latent_dim],
+        seed=tf.stack([tf.cast(noise_seed, tf.int64) + k, tf.cast(position, tf.int64)]))
+        for k, s in enumerate(config.streams)}
 
 
 def train_dataset(data_dir, info, config, epoch, stage, input_context=None):
@@ -63,53 +122,57 @@ def train_dataset(data_dir, info, config, epoch, stage, input_context=None):
       Dataset of {stream: float32 [B, n, D], "labels": float32 [B, C]} plus,
       with GAM, {stream + "_noise": standard normal [B, n, latent_dim]}: the
       CVAE's sampling noise, drawn here per example (keyed by seed, epoch,
-      stage and the video's position) so that it does not depend on how a
-      batch is split across replicas, and costs the training step nothing.
+      stage and the video's draw position) so that it does not depend on how
+      a batch is split across replicas. With --shuffle_buffer=0 the batches
+      are those that data.resident draws in-graph, bit for bit.
     """
-    batch_size = config.batch_size
-    if input_context is not None:
-        batch_size = input_context.get_per_replica_batch_size(config.batch_size)
-    # Which videos go together and their segments: drawn per stage, or (the
-    # release's way) once per `batch_reuse_epochs` and shared by both stages.
-    reuse = config.batch_reuse_epochs
-    draw = (config.seed, epoch, stage) if reuse == 1 else (config.seed, epoch - epoch % reuse)
-    draw_seed = _key(*draw)
-    noise_seed = _key(config.seed, epoch, stage, 1)
-    # A buffer as large as the split draws a uniform random permutation of it.
     num_videos = info.splits[config.train_split]["num_videos"]
-    buffer = min(config.shuffle_buffer, num_videos) if config.shuffle_buffer else num_videos
-    ds = _read(data_dir, info, config.train_split, draw_seed).shuffle(buffer, seed=draw_seed)
-    ds = ds.enumerate()
-    if input_context is not None and input_context.num_input_pipelines > 1:
-        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    if config.shuffle_buffer:
+        ds, draw_seed, noise_seed = _locally_shuffled(data_dir, info, config, epoch, stage,
+                                                      input_context)
+    else:
+        order, perm, draw_seed, noise_seed = stage_order(num_videos, config, epoch, stage,
+                                                         input_context)
+        # The split's serialized records, held while the stage draws from them.
+        ds = read_split(data_dir, info, config.train_split).batch(num_videos, drop_remainder=True)
+        ds = ds.flat_map(lambda split: tf.data.Dataset.from_tensor_slices(order).map(
+            lambda q: (q, tf.gather(split, tf.gather(perm, q)))))
 
-    def sample(index, serialized):
-        seed = tf.stack([tf.constant(draw_seed, tf.int64), index])
+    def sample(position, serialized):
         # Only the sampled rows are decoded, cast and checked: the cost per
         # video does not grow with its length.
         video = records.parse_video(
             serialized, config.streams, info.feature_dim, info.feature_dtype,
-            select=lambda t: sampling.random_perturb_indices(t, config.num_segments, seed))
+            select=lambda t: segment_indices(t, position, draw_seed, config))
         has_labels = tf.debugging.Assert(
             tf.size(video["labels"]) > 0,
             ["training video has no labels:", video["video_id"]])
         out = {s: video[s] for s in config.streams}                # [n, D] each
         with tf.control_dependencies([has_labels]):
-            out["labels"] = _multi_hot(video["labels"], info.num_classes)
+            out["labels"] = multi_hot(video["labels"], info.num_classes)
         if config.gam:
-            for k, s in enumerate(config.streams):
-                out[s + "_noise"] = tf.random.stateless_normal(
-                    [config.num_segments, config.latent_dim],
-                    seed=tf.stack([tf.constant(noise_seed + k, tf.int64), index]))
+            out.update(cvae_noise(position, noise_seed, config))
         return out
 
     ds = ds.map(sample, num_parallel_calls=AUTOTUNE, deterministic=True)
-    ds = ds.batch(batch_size, drop_remainder=True)
-    if reuse > 1:
-        # Same batches in both stages of the chunk; only their order changes.
-        ds = ds.shuffle(num_videos // batch_size + 1,
+    ds = ds.batch(input_context.get_per_replica_batch_size(config.batch_size)
+                  if input_context else config.batch_size, drop_remainder=True)
+    if config.shuffle_buffer and config.batch_reuse_epochs > 1:
+        ds = ds.shuffle(num_videos // config.batch_size + 1,
                         seed=_key(config.seed, epoch, stage))
     return ds.prefetch(AUTOTUNE)
+
+
+def _locally_shuffled(data_dir, info, config, epoch, stage, input_context):
+    """--shuffle_buffer=N (streaming only): (position, record) pairs of a
+    local shuffle over interleaved shards, and the draw and noise seeds."""
+    draw_seed = _draw_seed(config, epoch, stage)
+    buffer = min(config.shuffle_buffer, info.splits[config.train_split]["num_videos"])
+    ds = read_split(data_dir, info, config.train_split, draw_seed)
+    ds = ds.shuffle(buffer, seed=draw_seed).enumerate()
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    return ds, draw_seed, _key(config.seed, epoch, stage, 1)
 
 
 def eval_dataset(data_dir, info, split, config):
@@ -130,7 +193,7 @@ def eval_dataset(data_dir, info, split, config):
             video[s] = tf.gather(video[s], idx)
         return video
 
-    ds = _read(data_dir, info, split)
+    ds = read_split(data_dir, info, split)
     return ds.map(sample, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)
 
 
