@@ -64,6 +64,11 @@ def define_flags(fv=flags.FLAGS):
     flags.DEFINE_integer("batch_reuse_epochs", 1,
                          "Draw batches once per this many epochs and reuse them in both "
                          "stages (the release uses 10; 1 = fresh draw every stage).", **d)
+    flags.DEFINE_enum("data_residency", "auto", ["auto", "memory", "stream"],
+                      "Training split: memory reads it once into tensors (device memory on "
+                      "GPUs) and draws batches in-graph; stream parses the records every "
+                      "stage; auto holds it when it takes at most half the available memory "
+                      "and --shuffle_buffer=0. Both give the same batches.", **d)
 
     # Model.
     flags.DEFINE_integer("attention_hidden", 256, "Hidden units of the attention head.", **d)

@@ -1,5 +1,7 @@
 """tf.distribute: MirroredStrategy over two logical CPUs matches one device
-on the same global batch; two workers on 127.0.0.1 complete a run."""
+on the same global batch, with streamed or resident data (the two
+bit-identical: the replicas get the same halves of the batch); two workers on
+127.0.0.1 complete a run."""
 import json
 import os
 import socket
@@ -20,12 +22,15 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     from dgam_tf.data import records
     from dgam_tf.training import trainer as trainer_lib
 
+    tf.config.experimental.enable_op_determinism()
     data_dir, overrides = sys.argv[1], json.loads(sys.argv[2])
     info = records.load_info(data_dir)
     out = {}
-    for strategy in ("default", "mirrored"):
+    for strategy, residency in [(s, r) for s in ("default", "mirrored")
+                                for r in ("stream", "memory")]:
         config = dgam_flags.make_config(data_dir=data_dir, model_dir=sys.argv[3] + strategy,
-                                        strategy=strategy, **overrides)
+                                        strategy=strategy, data_residency=residency,
+                                        **overrides)
         tr = trainer_lib.Trainer(config, data_dir, info)
         # One step per stage, each from the initial weights: the losses of
         # the same global batch, before float rounding can compound through
@@ -36,7 +41,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
         for s, m in tr.models.items():
             m.set_weights(initial[s])
         stage2 = tr._run_stage(1, 2, None, lambda s: None)
-        out[strategy] = {"replicas": tr.strategy.num_replicas_in_sync,
+        out[strategy + "/" + residency] = {"replicas": tr.strategy.num_replicas_in_sync,
                          "stage1": stage1, "stage2": stage2}
     print(json.dumps(out))
 """)
@@ -52,9 +57,11 @@ def test_mirrored_over_two_cpus_matches_one_device(tiny_data_dir, tmp_path):
     proc = run_python(MIRRORED_SCRIPT, tiny_data_dir, json.dumps(overrides), tmp_path / "m")
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["default"]["replicas"] == 1 and out["mirrored"]["replicas"] == 2
+    assert out["default/stream"]["replicas"] == 1 and out["mirrored/stream"]["replicas"] == 2
+    for strategy in ("default", "mirrored"):
+        assert out[f"{strategy}/stream"] == out[f"{strategy}/memory"], strategy
     for stage in ("stage1", "stage2"):
-        single, mirrored = out["default"][stage], out["mirrored"][stage]
+        single, mirrored = out["default/stream"][stage], out["mirrored/stream"][stage]
         assert single.keys() == mirrored.keys() and single
         for key in single:
             np.testing.assert_allclose(mirrored[key], single[key], rtol=1e-5, atol=1e-5,

@@ -1,6 +1,8 @@
 """Crash safety: a training run killed with SIGKILL and restarted with the
 same command resumes from its last checkpoint and ends with the weights of a
-run that was never interrupted."""
+run that was never interrupted, bit for bit. The interrupted run holds the
+training split in memory, the uninterrupted one streams it: the two draw the
+same batches."""
 import glob
 import os
 import signal
@@ -16,10 +18,11 @@ from conftest import TINY_MODEL
 EPOCHS = 5
 
 
-def train_command(data_dir, model_dir):
+def train_command(data_dir, model_dir, residency):
     args = [f"--{k}={v}" for k, v in TINY_MODEL.items() if k not in ("epochs", "progress")]
     return [sys.executable, "-m", "dgam_tf.main", "--mode=train", f"--data_dir={data_dir}",
             f"--model_dir={model_dir}", f"--epochs={EPOCHS}", "--deterministic",
+            f"--data_residency={residency}",
             "--noprogress", *args]
 
 
@@ -32,10 +35,10 @@ def checkpoint_values(model_dir):
 
 def test_sigkill_and_restart_equals_uninterrupted_run(tiny_data_dir, tmp_path):
     whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")
-    subprocess.run(train_command(tiny_data_dir, whole), check=True, capture_output=True,
-                   timeout=300)
-    proc = subprocess.Popen(train_command(tiny_data_dir, killed), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    subprocess.run(train_command(tiny_data_dir, whole, "stream"), check=True,
+                   capture_output=True, timeout=300)
+    proc = subprocess.Popen(train_command(tiny_data_dir, killed, "memory"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while not glob.glob(os.path.join(killed, "checkpoints", "ckpt-2.index")):
         assert proc.poll() is None and time.time() < deadline, "run ended before the kill"
@@ -43,7 +46,7 @@ def test_sigkill_and_restart_equals_uninterrupted_run(tiny_data_dir, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not os.path.exists(os.path.join(killed, "metrics.json"))
-    restarted = subprocess.run(train_command(tiny_data_dir, killed), capture_output=True,
+    restarted = subprocess.run(train_command(tiny_data_dir, killed, "memory"), capture_output=True,
                                text=True, timeout=300)
     assert restarted.returncode == 0, restarted.stderr[-2000:]
     assert "Resuming from" in restarted.stdout and "(epoch 0)" not in restarted.stdout

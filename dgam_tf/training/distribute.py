@@ -54,3 +54,18 @@ def is_chief(strategy):
         return True
     return resolver.task_type in ("chief", None) or (
         resolver.task_type == "worker" and resolver.task_id == 0)
+
+
+def input_context(strategy):
+    """This worker's tf.distribute.InputContext, as distribute_datasets_from_function
+    makes it (input pipelines = workers, per-replica batch size)."""
+    make = getattr(strategy.extended, "_make_input_context", None)
+    if make is not None:     # multi_worker
+        return make()
+    return tf.distribute.InputContext(1, 0, strategy.num_replicas_in_sync)
+
+
+def local_replica(strategy):
+    """In replica context: this replica's index among its worker's replicas."""
+    replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+    return replica % (strategy.num_replicas_in_sync // num_workers(strategy))

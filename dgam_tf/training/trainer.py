@@ -5,6 +5,7 @@ stage 1 updates only the CVAE (attention frozen), stage 2 only attention +
 classifier (CVAE frozen). Both streams train side by side, independently,
 each with its own two Adam optimizers.
 """
+import functools
 import json
 import os
 import re
@@ -14,12 +15,11 @@ import tempfile
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from dgam_tf import flags as dgam_flags
 from dgam_tf import io_utils
-from dgam_tf.data import pipeline
+from dgam_tf.data import pipeline, resident
 from dgam_tf.errors import UserError
 from dgam_tf.evaluation import evaluate
 from dgam_tf.models.dgam import StreamModel
@@ -110,9 +110,18 @@ class Trainer:
         self.best_dir = os.path.join(config.model_dir, "best")
         self.last_attention = {}  # stream -> attention [B, n] of the last stage-2 batch
         self.collapsed = {}       # stream -> why it looks collapsed (None: healthy)
-        jit = config.jit_compile
-        self._steps = {CVAE_STAGE: tf.function(self._cvae_step, jit_compile=jit),
-                       MODEL_STAGE: tf.function(self._model_step, jit_compile=jit)}
+        self._step_bodies = {CVAE_STAGE: self._cvae_step, MODEL_STAGE: self._model_step}
+        self._steps = {stage: tf.function(body, jit_compile=config.jit_compile)
+                       for stage, body in self._step_bodies.items()}
+        if config.jit_compile and self.strategy.num_replicas_in_sync > 1 and self.chief:
+            print(f"warning: --jit_compile is not applied with --strategy={config.strategy} "
+                  f"({self.strategy.num_replicas_in_sync} replicas): the gradients' "
+                  "all-reduce cannot be inside a compiled step", file=sys.stderr)
+        # A stage's steps in one graph call (the steps themselves XLA-compiled
+        # with --jit_compile; the loop, input and collectives are not).
+        self._stage_graphs = {stage: tf.function(functools.partial(self._stage_graph, stage))
+                              for stage in self._steps}
+        self._resident = None     # the split's tensors per replica; False: streaming
 
     def _steps_per_stage(self):
         cfg, strategy = self.config, self.strategy
@@ -238,29 +247,119 @@ class Trainer:
             return datasets[0]
         return self.strategy.distribute_datasets_from_function(dataset_fn)
 
-    def _run_stage(self, epoch, stage, progbar, profile, iterator=None):
+    def _inputs(self, epoch, stages):
+        """{stage: what its graph draws batches from}: one distributed iterator
+        over the epoch's stages when streaming; else the resident tensors and
+        the stage's draw (pipeline.stage_order). The first call decides the
+        residency (resident.choose) and says so in one line."""
+        cfg = self.config
+        if self._resident is None:
+            hold, line = resident.choose(self.data_dir, self.info, cfg)
+            if self.chief:
+                print(line, flush=True)
+            self._resident = hold and self._load_resident()
+        if self._resident is False:
+            iterator = iter(self._dataset(epoch, stages))
+            return {stage: iterator for stage in stages}
+        num_videos = self.info.splits[cfg.train_split]["num_videos"]
+        context = distribute.input_context(self.strategy)
+        inputs = {}
+        for stage in stages:
+            order, perm, draw_seed, noise_seed = pipeline.stage_order(
+                num_videos, cfg, epoch, stage, context)
+            inputs[stage] = (self._resident, order, perm,
+                             tf.constant(draw_seed, tf.int64), tf.constant(noise_seed, tf.int64))
+        return inputs
+
+    def _load_resident(self):
+        """resident.load()'s arrays as tensors on every replica's device."""
+        tensors = {k: tf.constant(v) for k, v in
+                   resident.load(self.data_dir, self.info, self.config).items()}
+        return self.strategy.experimental_distribute_values_from_function(
+            lambda ctx: {k: tf.identity(v) for k, v in tensors.items()})
+
+    def _stage_graph(self, stage, inputs, first, count, ramp):
+        """Steps first .. first + count - 1 of a stage, stopping after the
+        first non-finite one.
+
+        Returns:
+          (sums of the replica-reduced scalars over the steps run, steps run,
+          {stream: last step finite (bool)}, {stream: [b, n] attention of the
+          last stage-2 step, first replica}).
+        """
+        strategy = self.strategy
+        # A nested tf.function cannot hold the replicas' all-reduce (merge_call).
+        step_fn = (self._steps if strategy.num_replicas_in_sync == 1 else
+                   self._step_bodies)[stage]
+        if self._resident is False:
+            def run(i):
+                return strategy.run(step_fn, args=(next(inputs), ramp))
+        else:
+            data, order, perm, draw_seed, noise_seed = inputs
+            b = self.config.batch_size // strategy.num_replicas_in_sync
+            local = strategy.num_replicas_in_sync // distribute.num_workers(strategy)
+
+            def replica_step(data, i):
+                start = (i * local + tf.cast(distribute.local_replica(strategy), tf.int64)) * b
+                batch = resident.draw_batch(data, tf.slice(order, [start], [b]), perm,
+                                            draw_seed, noise_seed, self.config)
+                return step_fn(batch, ramp)
+
+            def run(i):
+                return strategy.run(replica_step, args=(data, tf.cast(i, tf.int64)))
+
+        def one_step(i):
+            per_replica = run(i)
+            self.step.assign_add(1)
+            attention = {s: strategy.experimental_local_results(
+                per_replica.pop(f"{s}/attention"))[0]
+                for s in self.streams if f"{s}/attention" in per_replica}
+            out = {k: strategy.reduce(tf.distribute.ReduceOp.MEAN if k.endswith("/finite")
+                                      else tf.distribute.ReduceOp.SUM, v, axis=None)
+                   for k, v in per_replica.items()}
+            finite = {s: tf.logical_and(out.pop(f"{s}/finite") >= 1.0, tf.reduce_all(
+                [tf.math.is_finite(v) for k, v in out.items() if k.startswith(s + "/")]))
+                for s in self.streams}
+            return out, finite, attention
+
+        sums, finite, attention = one_step(first)
+        done = tf.constant(1, tf.int32)
+        while done < count and tf.reduce_all(list(finite.values())):
+            # One step at a time: a later step's reads of the weights must
+            # not race with an earlier step's updates.
+            tf.autograph.experimental.set_loop_options(parallel_iterations=1)
+            out, finite, attention = one_step(first + done)
+            sums = {k: sums[k] + v for k, v in out.items()}
+            done += 1
+        return sums, done, finite, attention
+
+    def _run_stage(self, epoch, stage, progbar, profile, inputs=None):
         """One pass over the training set; returns the stage's mean scalars.
 
-        `iterator` yields the stage's batches (default: a fresh one)."""
+        Its steps run in one graph call (one per step with --debug_numerics,
+        which then names the step); `inputs` is what the stage draws from
+        (default: self._inputs for this stage); `profile` is called with the
+        global steps of each call before it runs."""
         cfg = self.config
         ramp = tf.constant(losses.ramp(epoch, cfg.ramp_epochs, cfg.ramp_chunk_epochs),
                            tf.float32)
-        step_fn = self._steps[stage]
+        graph = self._stage_graphs[stage]
+        calls = ([(i, 1) for i in range(self.steps_per_stage)] if cfg.debug_numerics
+                 else [(0, self.steps_per_stage)])
         sums = {}
         with pipeline.reading(self.data_dir, self.info, self.config.train_split):
-            if iterator is None:
-                iterator = iter(self._dataset(epoch, [stage]))
-            for i in range(self.steps_per_stage):
+            if inputs is None:
+                inputs = self._inputs(epoch, [stage])[stage]
+            for first, count in calls:
                 step = int(self.step.numpy())
-                profile(step)
+                profile(range(step, step + count))
                 with tf.profiler.experimental.Trace(f"stage{stage}", step_num=step, _r=1):
                     try:
-                        batch = next(iterator)
-                    except StopIteration:
+                        out, done, finite, attention = graph(
+                            inputs, tf.constant(first), tf.constant(count), ramp)
+                    except tf.errors.OutOfRangeError:
                         raise pipeline.fewer_videos_error(
                             self.data_dir, self.info, self.config.train_split) from None
-                    try:
-                        per_replica = self.strategy.run(step_fn, args=(batch, ramp))
                     except tf.errors.InvalidArgumentError as e:
                         culprit = numerics_culprit(e, self.streams)
                         if culprit is None:
@@ -268,28 +367,19 @@ class Trainer:
                         stream, op = culprit
                         raise NonFiniteError(
                             f"non-finite value in stream {stream}, stage {stage}, epoch "
-                            f"{epoch}, step {i}, from {op}: {self._stopped()}") from None
-                    for s in self.streams:
-                        if f"{s}/attention" in per_replica:
-                            self.last_attention[s] = self.strategy.experimental_local_results(
-                                per_replica.pop(f"{s}/attention"))[0]
-                    out = {k: self.strategy.reduce(
-                        tf.distribute.ReduceOp.MEAN if k.endswith("/finite") else
-                        tf.distribute.ReduceOp.SUM, v, axis=None)
-                        for k, v in per_replica.items()}
-                self.step.assign_add(1)
-                values = {k: float(v) for k, v in out.items()}
+                            f"{epoch}, step {first}, from {op}: {self._stopped()}") from None
+                self.last_attention.update(attention)
                 for s in self.streams:
-                    if values.pop(f"{s}/finite") < 1.0 or not all(
-                            np.isfinite(v) for k, v in values.items() if k.startswith(s)):
+                    if not finite[s]:
                         raise NonFiniteError(
                             f"non-finite loss or gradient in stream {s}, stage {stage}, "
-                            f"epoch {epoch}, step {i}: {self._stopped()}")
+                            f"epoch {epoch}, step {first + int(done) - 1}: {self._stopped()}")
+                values = {k: float(v) for k, v in out.items()}
                 for k, v in values.items():
                     sums[k] = sums.get(k, 0.0) + v
                 if progbar is not None:
-                    progbar.add(1, [(f"{k}", v) for k, v in values.items()
-                                    if k.endswith(("/cvae", "/loss"))])
+                    progbar.add(count, [(k, v / count) for k, v in values.items()
+                                        if k.endswith(("/cvae", "/loss"))])
         return {k: v / self.steps_per_stage for k, v in sums.items()}
 
     def _stopped(self):
@@ -317,11 +407,12 @@ class Trainer:
                 print(f"Epoch {epoch + 1}/{cfg.epochs}")
                 progbar = keras.utils.Progbar(len(stages) * self.steps_per_stage)
             logs = {}
-            iterator = iter(self._dataset(epoch, stages))
+            with pipeline.reading(self.data_dir, self.info, cfg.train_split):
+                inputs = self._inputs(epoch, stages)
             try:
                 for stage in stages:
                     logs.update({f"stage{stage}/{k}": v for k, v in self._run_stage(
-                        epoch, stage, progbar, profiler.at_step, iterator).items()})
+                        epoch, stage, progbar, profiler.at_steps, inputs[stage]).items()})
             except (UserError, KeyboardInterrupt):
                 if progbar is not None:
                     print(flush=True)   # End the bar's line before the error line.
@@ -465,14 +556,16 @@ class _Profiler:
             print(f"warning: {flag} ends after {run}; the trace stops there",
                   file=sys.stderr)
 
-    def at_step(self, step):
+    def at_steps(self, steps):
+        """Before a graph call that runs the global `steps` (a range): the
+        trace covers the whole calls that START to END - 1 fall in."""
         if self.range is None:
             return
-        if step == self.range[0] and not self.active:
+        if self.active and steps.start >= self.range[1]:
+            self.stop()
+        elif not self.active and steps.start <= self.range[0] < steps.stop:
             tf.profiler.experimental.start(self.logdir)
             self.active = True
-        elif step == self.range[1] and self.active:
-            self.stop()
 
     def stop(self):
         if self.active:
