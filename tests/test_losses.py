@@ -129,3 +129,17 @@ def test_ramp():
     # The release's steps: r is taken at the first epoch of each 10-epoch chunk.
     assert [losses.ramp(e, 300, 10) for e in (0, 9, 10, 19, 155, 299, 300, 900)] == [
         0, 0, 10 / 300, 10 / 300, 150 / 300, 290 / 300, 1, 1]
+
+
+def test_decoder_mse_and_its_gradients_match_the_direct_formula(batch, cvae):
+    """Against mean((decode(z) - x)²) built in full, gradients included."""
+    x, att, _, _, _, noise = batch
+    z, a = tf.constant(att[..., None] + noise), tf.Variable(att)
+    variables = [a, *cvae.decoder.trainable_variables]
+    with tf.GradientTape(persistent=True) as tape:
+        direct = tf.reduce_mean(tf.square(cvae.decode(z, a) - x), -1)
+        expanded = losses.decoder_mse(cvae, z, a, x)
+        ld, le = tf.reduce_sum(direct), tf.reduce_sum(expanded)
+    np.testing.assert_allclose(expanded, direct, rtol=1e-5)
+    for gd, ge in zip(tape.gradient(ld, variables), tape.gradient(le, variables)):
+        np.testing.assert_allclose(ge, gd, rtol=1e-4, atol=1e-5)

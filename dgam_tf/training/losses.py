@@ -76,6 +76,29 @@ def guide_loss(attention, tcam, labels):
     return tf.reduce_mean(tf.abs(att - g_fg) + tf.abs(att - g_bg), -1)
 
 
+def decoder_mse(cvae, z, attention, x):
+    """Mean over D of (decode(z, lambda) - x)², per segment: [B, T] float32.
+
+    The [B, T, D] reconstruction is never built. With h the decoder's last
+    hidden layer [B, T, H] and W [H, D], b [D] its (linear, float32) output
+    layer, ||h W + b - x||² = h·(h W Wᵀ) + 2 h·(W b - x Wᵀ) + ||x||² - 2 x·b
+    + ||b||²: the only D-wide matmul left is x Wᵀ, and nothing [B, T, D] is
+    written but x² (docs/performance.md).
+    """
+    *hidden, output = cvae.decoder.layers
+    h = tf.cast(tf.concat([z, tf.cast(attention, z.dtype)[..., None]], axis=-1),
+                cvae.compute_dtype)
+    for layer in hidden:
+        h = layer(h)
+    h = tf.cast(h, tf.float32)                                      # [B, T, H]
+    w, b = tf.convert_to_tensor(output.kernel), tf.convert_to_tensor(output.bias)
+    x = tf.cast(x, tf.float32)
+    hw_sq = tf.reduce_sum(tf.matmul(h, tf.matmul(w, w, transpose_b=True)) * h, -1)
+    cross = tf.reduce_sum(h * (tf.linalg.matvec(w, b) - tf.matmul(x, w, transpose_b=True)), -1)
+    x_sq = tf.reduce_sum(tf.square(x), -1) - 2 * tf.linalg.matvec(x, b) + tf.reduce_sum(b * b)
+    return (hw_sq + 2 * cross + x_sq) / tf.cast(tf.shape(x)[-1], tf.float32)
+
+
 def reconstruction_loss(cvae, x, attention, noise):
     """L_recon: MSE of the decoder on z drawn from the prior p(z | lambda). [B].
 
@@ -83,8 +106,7 @@ def reconstruction_loss(cvae, x, attention, noise):
     the prior's mean and the (frozen) decoder.
     """
     z = sample(cvae.prior(attention), noise)                        # [B, T, L]
-    x_hat = tf.cast(cvae.decode(z, attention), tf.float32)
-    return tf.reduce_mean(tf.square(x_hat - tf.cast(x, tf.float32)), [1, 2])
+    return tf.reduce_mean(decoder_mse(cvae, z, attention, x), -1)
 
 
 def cvae_loss(cvae, x, attention, beta, noise):
@@ -92,9 +114,9 @@ def cvae_loss(cvae, x, attention, beta, noise):
 
     `attention` is held constant (the caller stops its gradient).
     """
-    x_hat, q = cvae(x, attention, noise)
+    q = cvae.posterior(x, attention)
     kl = q.kl_divergence(cvae.prior(attention)) / cvae.latent_dim   # [B, T]
-    mse = tf.reduce_mean(tf.square(tf.cast(x_hat, tf.float32) - tf.cast(x, tf.float32)), -1)
+    mse = decoder_mse(cvae, sample(q, noise), attention, x)         # [B, T]
     return tf.reduce_mean(beta * kl + mse, -1)
 
 
