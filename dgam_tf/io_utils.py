@@ -130,7 +130,8 @@ def atomic_output_dir(path, overwrite=False):
     """
     path = abspath(path)
     if exists(path) and not overwrite:
-        raise UserError(f"{path} already exists; refusing to overwrite it")
+        raise UserError(f"{path} already exists; refusing to overwrite it (pass --overwrite "
+                        "to replace it)")
     writer = _remote_output_dir if is_remote(path) else _local_output_dir
     with writer(path, overwrite) as tmp:
         yield tmp

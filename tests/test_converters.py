@@ -409,6 +409,6 @@ def test_existing_output_is_kept(tmp_path):
     make_dgam(src)
     out.mkdir()
     (out / "keep.txt").write_text("x")
-    with pytest.raises(UserError, match="already exists"):
+    with pytest.raises(UserError, match="already exists.*pass --overwrite"):
         converters.convert("dgam", str(src), str(out))
     assert os.listdir(out) == ["keep.txt"]

@@ -315,7 +315,7 @@ def test_existing_version_is_not_overwritten(export_path, tiny_model_dir):
     base = os.path.dirname(export_path)
     pb = os.path.join(export_path, "saved_model.pb")
     before = open(pb, "rb").read()
-    with pytest.raises(UserError, match="already exists"):
+    with pytest.raises(UserError, match="already exists.*pass --overwrite"):
         saved_model.export(tiny_model_dir, base, version=1)
     assert open(pb, "rb").read() == before
     assert sorted(os.listdir(base)) == ["1"]

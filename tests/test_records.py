@@ -125,7 +125,7 @@ def test_duplicate_video_in_a_split_is_refused(tmp_path):
 def test_existing_folder_is_not_overwritten(tmp_path):
     _write(tmp_path / "d", [_video("old")])
     before = {f: (tmp_path / "d" / f).read_bytes() for f in os.listdir(tmp_path / "d")}
-    with pytest.raises(UserError, match="already exists"):
+    with pytest.raises(UserError, match="already exists.*pass --overwrite"):
         _write(tmp_path / "d", [_video("new")])
     assert {f: (tmp_path / "d" / f).read_bytes() for f in os.listdir(tmp_path / "d")} == before
     with records.DatasetWriter(str(tmp_path / "d"), _info(), overwrite=True) as writer:

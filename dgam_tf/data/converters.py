@@ -94,7 +94,8 @@ def convert(source_format, source_dir, out_dir, *, annotations=None, class_names
         raise UserError(f"stream must be one of {records.STREAMS}, got '{stream}'")
     # Fail before reading what may be gigabytes of features.
     if io_utils.exists(out_dir) and not overwrite:
-        raise UserError(f"{io_utils.abspath(out_dir)} already exists; refusing to overwrite it")
+        raise UserError(f"{io_utils.abspath(out_dir)} already exists; refusing to overwrite "
+                        "it (pass --overwrite to replace it)")
     _require_dir(source_dir)
     names = _read_class_names(class_names) if class_names else None
     if source_format == "dgam":
