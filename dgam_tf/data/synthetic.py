@@ -11,8 +11,11 @@ scenes, `relu(u) = max(u, 0)`.
 1. Prototypes, drawn once per seed and stream (the two streams draw theirs
    independently: they see the same events through different "projections"):
    * scenes `B_j ~ N(0.4, 0.35^2 I)`, `j < S`;
-   * action signature `A_c`: a sparse non-negative pattern, each dimension on
-     with probability 0.2, values `U(0.6, 1.4)`;
+   * action signature `A_c`: a sparse non-negative pattern, values
+     `U(0.6, 1.4)`: a pattern of its own on each dimension with probability
+     0.15, elsewhere an "actionness" pattern common to every class (density
+     0.1), so that what makes a segment an action carries over between
+     classes, as motion and people do in real videos;
    * context signature `X_c = 0.5 * A_c * m_c + G_c`: half of the action's
      support `m_c` at half magnitude (so a classifier finds context
      discriminative for class `c`) plus a pattern `G_c` of its own on
@@ -40,17 +43,18 @@ scenes, `relu(u) = max(u, 0)`.
    `w_t`, `k_t` the action and context strength tracks blurred by
    `[0.25, 0.5, 0.25]` (a segment overlapping a boundary sees a bit of both
    sides), and `e_t` AR(1) Gaussian noise with correlation 0.5 between
-   neighbouring segments and unit variance. `flow` has the stronger action
-   and the weaker context and scene, `rgb` the reverse and less noise.
+   neighbouring segments and unit variance. As in real videos, context
+   moves the features less than the action does: about 0.7 times as far in
+   `rgb` and 0.4 times in `flow` at the default context strength; `flow` also
+   has the weaker scene, `rgb` less noise.
    Features are non-negative, ReLU-like, with means of about 0.5 (rgb) and
    0.35 (flow), the magnitude of I3D features.
 
 Difficulty knobs: `noise` (scales every stream's noise) and
 `context_strength` (scales the context signature): more of either makes
-localization harder. The default context strength, 2, makes the
-action-context confusion the main difficulty: with the default flags (30
-epochs) DGAM reaches a test mAP@0.5 of about 52 and the "w/o GAM" baseline
-about 36 (README.md shows a run). Every video draws from its own generator keyed by
+localization harder. With the default flags (30 epochs) each stream learns
+alone: test mAP@0.5 rgb 94.5 / 66.5, flow 73.5 / 82.1, fused 95.8 / 87.6
+with `--seed` 0 / 1 (README.md shows a run). Every video draws from its own generator keyed by
 (seed, split, index), so a dataset is a pure function of the seed and the
 config, and resizing one split leaves the videos of the others unchanged.
 """
@@ -93,8 +97,8 @@ class StreamProfile:
 
 
 STREAM_PROFILES = {
-    "rgb": StreamProfile(action_gain=0.8, context_gain=1.0, scene_gain=1.0, noise_std=0.3),
-    "flow": StreamProfile(action_gain=1.0, context_gain=0.5, scene_gain=0.6, noise_std=0.4),
+    "rgb": StreamProfile(action_gain=1.0, context_gain=0.6, scene_gain=1.0, noise_std=0.3),
+    "flow": StreamProfile(action_gain=1.0, context_gain=0.35, scene_gain=0.6, noise_std=0.4),
 }
 
 
@@ -193,8 +197,11 @@ def keyed_rng(seed, purpose, a=0, b=0):
 def _draw_prototypes(rng, config):
     shape = (config.num_classes, config.feature_dim)
     scenes = rng.normal(0.4, 0.35, (config.num_scenes, config.feature_dim))
-    support = rng.random(shape) < 0.2
-    action = support * rng.uniform(0.6, 1.4, shape)
+    # Every class's action shares a common "actionness" pattern (motion,
+    # people) next to a pattern of its own.
+    common = (rng.random(config.feature_dim) < 0.1) * rng.uniform(0.6, 1.4, config.feature_dim)
+    action = np.where(rng.random(shape) < 0.15, rng.uniform(0.6, 1.4, shape), common)
+    support = action > 0
     shared = support & (rng.random(shape) < 0.5)
     own = ~support & (rng.random(shape) < 0.15)
     context = 0.5 * action * shared + own * rng.uniform(0.5, 1.0, shape)

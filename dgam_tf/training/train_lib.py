@@ -14,7 +14,7 @@ from dgam_tf.training import trainer as trainer_lib
 
 SETTINGS_FILE = "model.json"
 # Bump when the synthetic generator changes, so caches are regenerated.
-SYNTHETIC_VERSION = 3
+SYNTHETIC_VERSION = 4
 # Flags that define the trained model; eval and export rebuild it from these.
 MODEL_FLAGS = ("streams", "attention_hidden", "cvae_hidden", "latent_dim", "gam")
 
