@@ -66,7 +66,7 @@ I3D_PROFILES = {
 
 
 @dataclasses.dataclass(frozen=True)
-class RealisticConfig:
+class RealisticConfig(synthetic.SplitSizes):
     """Size of a realistic dataset (THUMOS14's by default)."""
     num_classes: int = 20
     feature_dim: int = 1024
@@ -75,14 +75,6 @@ class RealisticConfig:
     num_test: int = 210
     max_segments: int = 1500
     num_scenes: int = 8
-
-    @property
-    def class_names(self):
-        return [f"action_{c:02d}" for c in range(self.num_classes)]
-
-    def split_size(self, split):
-        return {"train": self.num_train, "validation": self.num_validation,
-                "test": self.num_test}[split]
 
 
 def sample_layout(rng, config):

@@ -102,8 +102,21 @@ STREAM_PROFILES = {
 }
 
 
+class SplitSizes:
+    """Class names and split sizes of a synthetic config (its num_classes,
+    num_train, num_validation and num_test fields)."""
+
+    @property
+    def class_names(self):
+        return [f"action_{c:02d}" for c in range(self.num_classes)]
+
+    def split_size(self, split):
+        return {"train": self.num_train, "validation": self.num_validation,
+                "test": self.num_test}[split]
+
+
 @dataclasses.dataclass(frozen=True)
-class SyntheticConfig:
+class SyntheticConfig(SplitSizes):
     """Size and difficulty of a synthetic dataset.
 
     Attributes:
@@ -146,14 +159,6 @@ class SyntheticConfig:
             raise UserError("synthetic noise and context_strength must not be negative")
         if self.num_scenes < 1:
             raise UserError(f"synthetic data needs at least 1 scene, got {self.num_scenes}")
-
-    @property
-    def class_names(self):
-        return [f"action_{c:02d}" for c in range(self.num_classes)]
-
-    def split_size(self, split):
-        return {"train": self.num_train, "validation": self.num_validation,
-                "test": self.num_test}[split]
 
 
 @dataclasses.dataclass
