@@ -26,8 +26,8 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     data_dir, overrides = sys.argv[1], json.loads(sys.argv[2])
     info = records.load_info(data_dir)
     out = {}
-    for strategy, residency in [(s, r) for s in ("default", "mirrored")
-                                for r in ("stream", "memory")]:
+    for strategy, residency in [("default", "stream"), ("mirrored", "stream"),
+                                ("mirrored", "memory")]:
         config = dgam_flags.make_config(data_dir=data_dir, model_dir=sys.argv[3] + strategy,
                                         strategy=strategy, data_residency=residency,
                                         **overrides)
@@ -58,8 +58,7 @@ def test_mirrored_over_two_cpus_matches_one_device(tiny_data_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["default/stream"]["replicas"] == 1 and out["mirrored/stream"]["replicas"] == 2
-    for strategy in ("default", "mirrored"):
-        assert out[f"{strategy}/stream"] == out[f"{strategy}/memory"], strategy
+    assert out["mirrored/stream"] == out["mirrored/memory"]   # (one device: test_reliability)
     for stage in ("stage1", "stage2"):
         single, mirrored = out["default/stream"][stage], out["mirrored/stream"][stage]
         assert single.keys() == mirrored.keys() and single
