@@ -11,8 +11,9 @@ one graph call).
 
 Against that, the step time: stage 1 + stage 2 of both streams
 (Trainer._steps) on one fixed batch already in memory, timed in the same
-process between the epochs. The figure to watch is epoch time / (steps per
-epoch x step time): 1.0 means the epoch is nothing but its steps. The
+process between the epochs. An epoch runs steps_per_stage (6) such steps
+(12 stage steps). The figure to watch is epoch time / (steps x step time):
+1.0 means the epoch is nothing but its steps. The
 projection multiplies the median epoch by the paper's 6000 epochs (no
 evaluation or checkpoints).
 
@@ -101,7 +102,7 @@ def main():
                 print(f"epoch {epoch} {mode}: {seconds:.2f} s", flush=True)
             if epoch:
                 steps.append(step_seconds(trainers[modes[0]], batch))
-    steps_per_epoch = 2 * trainers[modes[0]].steps_per_stage
+    steps_per_epoch = trainers[modes[0]].steps_per_stage     # of stage 1 + stage 2
     step = statistics.median(steps)
     result = {"num_videos": args.num_videos, "steps_per_epoch": steps_per_epoch,
               "step_s": round(step, 3), "timed_epochs": args.epochs - 1,
