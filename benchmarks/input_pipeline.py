@@ -13,20 +13,22 @@ does (a new dataset per stage), and reports:
 
 * videos/s over all epochs (dataset start-up, i.e. filling the shuffle
   buffer, included), and in steady state (first batch of each stage excluded);
-* the ratio to what training consumes: one step eats 32 videos per stage, a
-  step takes about 0.4 s (benchmarks/train_step.py), so 80 videos/s; the goal
-  is >= 10x that, so that the step never waits for its input and the
-  pipeline takes little of the CPU it shares with the step;
+* the ratio to what training consumes: one step eats --batch_size videos
+  per stage in --step_ms, the step time benchmarks/train_step.py measures on
+  the same machine (run it just before); the goal is >= 10x that, so that
+  the step never waits for its input and the pipeline takes little of the
+  CPU it shares with the step;
 * the time of the --skip_bad_records pre-scan of the set (every record
   read and validated once), against a training epoch's time;
 * peak RSS of the child (resource.getrusage), minus the RSS after TF import
-  and before reading. It must not grow with the number of videos: the
-  shuffle buffer (--shuffle_buffer, default 256 videos, of serialized
-  records) bounds it, so 200 and 400 videos are compared at the default and
-  at a buffer of 128, below both sizes.
+  and before reading. With a bounded local shuffle (--shuffle_buffer=N; the
+  training default, 0, holds the whole split instead, see --data_residency
+  in docs/performance.md) it must not grow with the number of videos: the
+  buffer of serialized records bounds it, so 200 and 400 videos are
+  compared at buffers of 256 and 128.
 
 Usage, from the repository root:
-  python benchmarks/input_pipeline.py [--epochs=4] \\
+  python benchmarks/input_pipeline.py --step_ms=MS [--epochs=4] \\
       [--num_videos=200,400] [--shuffle_buffers=256,128]
 
 The headline figures (first lines of the JSON) are those of the first
@@ -48,7 +50,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-STEP_SECONDS = 0.4        # one training step (benchmarks/train_step.py)
 GOAL_RATIO = 10.0         # pipeline throughput / step consumption
 
 
@@ -152,6 +153,9 @@ def main():
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--num_segments", type=int, default=400)
     parser.add_argument("--feature_dim", type=int, default=1024)
+    parser.add_argument("--step_ms", type=float, required=True,
+                        help="ms of one training step, as benchmarks/train_step.py measures "
+                             "it on this machine")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -161,6 +165,7 @@ def main():
                                  args.num_segments)))
         return
 
+    step_s = args.step_ms / 1000
     results = []
     with tempfile.TemporaryDirectory(prefix="dgam_pipeline_bench_") as tmp:
         for n in (int(v) for v in args.num_videos.split(",")):
@@ -173,15 +178,15 @@ def main():
                   f"max {lengths.max()}; {size:.0f} MiB of records "
                   f"(written in {time.perf_counter() - start:.0f} s)", flush=True)
             scan_s = scan_seconds(data_dir)
-            epoch_s = 2 * (n // args.batch_size) * STEP_SECONDS
+            epoch_s = 2 * (n // args.batch_size) * step_s
             print(f"  --skip_bad_records scan: {scan_s:.2f} s = {scan_s / epoch_s:.2f} of a "
                   f"training epoch ({epoch_s:.1f} s: two stages of {n // args.batch_size} "
-                  f"steps of {STEP_SECONDS} s)", flush=True)
+                  f"steps of {step_s} s)", flush=True)
             for buffer in (int(v) for v in args.shuffle_buffers.split(",")):
                 out = subprocess.run(
                     [sys.executable, os.path.abspath(__file__), f"--child={data_dir},{buffer}",
                      f"--epochs={args.epochs}", f"--batch_size={args.batch_size}",
-                     f"--num_segments={args.num_segments}"],
+                     f"--num_segments={args.num_segments}", f"--step_ms={args.step_ms}"],
                     check=True, capture_output=True, text=True)
                 r = json.loads(out.stdout.strip().splitlines()[-1])
                 r.update(num_videos=n, shuffle_buffer=buffer, records_mib=round(size, 1),
@@ -194,7 +199,7 @@ def main():
                       f"CPU-ms/video; peak RSS {r['peak_rss_mb']:.0f} MiB "
                       f"({r['peak_rss_mb'] - r['rss_start_mb']:.0f} above start-up)", flush=True)
 
-    need = args.batch_size / STEP_SECONDS
+    need = args.batch_size / step_s
     main_run = results[0]   # first --num_videos, first --shuffle_buffers
     summary = {
         "videos_per_s": round(main_run["videos_per_s"], 1),
