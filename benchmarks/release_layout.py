@@ -23,7 +23,7 @@ import os
 
 import numpy as np
 
-from dgam_tf.data import annotations, realistic, synthetic
+from dgam_tf.data import annotations, realistic, records, synthetic
 
 
 def write(out, preset, seed):
@@ -51,10 +51,7 @@ def write(out, preset, seed):
             labels.append(np.isin(np.arange(20), video.labels).astype(np.float32))
             video_ids.append(video.video_id)
             if split == "test":
-                database[video.video_id] = {
-                    "subset": "test", "duration": video.duration,
-                    "annotations": [{"label": names[c], "segment": [start, end]}
-                                    for start, end, c in video.gt]}
+                database[video.video_id] = records.ground_truth_entry(video, "test", names)
         np.save(os.path.join(folder, f"{split}_labels.npy"), np.stack(labels))
         with open(os.path.join(folder, f"THUMOS14_{split}_vid_list.txt"), "w") as f:
             f.write("\n".join(video_ids) + "\n")

@@ -54,6 +54,14 @@ class Video:
         return next(iter(self.features.values())).shape[0]
 
 
+def ground_truth_entry(video, subset, class_names):
+    """A Video's entry in ActivityNet ground-truth JSON ("database" value):
+    {"subset", "duration", "annotations": [{"label", "segment": [start, end]}]}."""
+    return {"subset": subset, "duration": video.duration,
+            "annotations": [{"label": class_names[c], "segment": [start, end]}
+                            for start, end, c in video.gt]}
+
+
 @dataclasses.dataclass
 class DatasetInfo:
     """The contents of dataset.json."""

@@ -408,10 +408,8 @@ def generate(out_dir, *, seed=0, num_shards=4, overwrite=False, preset="basic", 
             for index in range(config.split_size(split)):
                 video = generator.video(split, index)[0]
                 writer.add(split, video)
-                database[video.video_id] = {
-                    "subset": split, "duration": video.duration,
-                    "annotations": [{"label": info.class_names[c], "segment": [start, end]}
-                                    for start, end, c in video.gt]}
+                database[video.video_id] = records.ground_truth_entry(
+                    video, split, info.class_names)
         # The ground truth as ActivityNet JSON, for --mode=eval_detections
         # (--gt_json=<out_dir>/gt.json --subset=test).
         io_utils.atomic_write_json(os.path.join(writer.folder, GT_FILE),
