@@ -4,13 +4,13 @@ Writes a THUMOS14-like training split (benchmarks/input_pipeline.py's
 write_dataset: 200 videos, rgb + flow, D = 1024, float16 records, T
 log-normal with mean ~350 and longest 2,700) into a temporary folder, then
 builds one real Trainer per --data_residency mode (batch 32, n = 400, both
-streams, GAM on) and alternates them, epoch by epoch. An epoch is what
-Trainer.train() runs per epoch before its summaries and checkpoint: the
-stages' inputs (Trainer._inputs) and both stages (Trainer._run_stage, each
-one graph call).
+streams, GAM on) and alternates them, epoch by epoch. An epoch is what the
+Controller runs per epoch before its summaries and checkpoint:
+Trainer.train_epoch, the stages' inputs and both stages (each one graph
+call).
 
 Against that, the step time: stage 1 + stage 2 of both streams
-(Trainer._steps) on one fixed batch already in memory, timed in the same
+(Trainer.step_fns) on one fixed batch already in memory, timed in the same
 process between the epochs. An epoch runs steps_per_stage (6) such steps
 (12 stage steps). The figure to watch is epoch time / (steps x step time):
 1.0 means the epoch is nothing but its steps. The
@@ -40,7 +40,7 @@ import tensorflow as tf  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from input_pipeline import write_dataset  # noqa: E402
 
-from dgam_tf import flags as dgam_flags  # noqa: E402
+from dgam_tf.config import DataConfig, ModelConfig, TrainConfig  # noqa: E402
 from dgam_tf.data import records  # noqa: E402
 from dgam_tf.training import trainer as trainer_lib  # noqa: E402
 
@@ -48,13 +48,10 @@ SCHEDULE_EPOCHS = 6000   # the paper's THUMOS14 schedule
 
 
 def run_epoch(trainer, epoch):
-    """Seconds of one epoch as Trainer.train() runs it (without summaries
+    """Seconds of one epoch as the Controller runs it (without summaries
     and the checkpoint)."""
     start = time.perf_counter()
-    stages = (trainer_lib.CVAE_STAGE, trainer_lib.MODEL_STAGE)
-    inputs = trainer._inputs(epoch, stages)
-    for stage in stages:
-        trainer._run_stage(epoch, stage, None, lambda steps: None, inputs[stage])
+    trainer.train_epoch(epoch)
     return time.perf_counter() - start
 
 
@@ -65,7 +62,7 @@ def step_seconds(trainer, batch, repeats=3):
     for _ in range(repeats):
         start = time.perf_counter()
         for stage in (trainer_lib.CVAE_STAGE, trainer_lib.MODEL_STAGE):
-            float(trainer._steps[stage](batch, ramp)["rgb/finite"])
+            float(trainer.step_fns[stage](batch, ramp)["rgb/finite"])
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -85,11 +82,11 @@ def main():
         info = records.load_info(data_dir)
         trainers = {}
         for mode in modes:
-            config = dgam_flags.make_config(
-                data_dir=data_dir, model_dir=os.path.join(tmp, mode), batch_size=32,
-                num_segments=400, data_residency=mode, progress=False)
-            trainers[mode] = trainer_lib.Trainer(config, data_dir, info)
-        batch = next(iter(trainers[modes[0]]._dataset(0, [trainer_lib.CVAE_STAGE])))
+            data = DataConfig(data_dir=data_dir, batch_size=32, num_segments=400,
+                              data_residency=mode)
+            trainers[mode] = trainer_lib.Trainer(data_dir, info, data, ModelConfig(),
+                                                 TrainConfig(progress=False))
+        batch = next(iter(trainers[modes[0]].dataset(0, [trainer_lib.CVAE_STAGE])))
         step_seconds(trainers[modes[0]], batch, repeats=1)      # traces the step functions
         first, epochs, steps = {}, {m: [] for m in modes}, []
         for epoch in range(args.epochs):

@@ -6,9 +6,8 @@ streams, D = 1024, float16 records, and segment counts T spread like
 THUMOS14's 200 training videos (log-normal, mean about 350, longest 2,700;
 the same distribution for the larger set). Then, for each set, a fresh child
 process (so that peak RSS is its own) iterates
-`dgam_tf.data.pipeline.train_dataset(...)` with flags from
-`dgam_tf.flags.make_config` (batch 32, n = 400, two streams, with the CVAE
-noise) over several epochs, both stages per epoch, exactly as the trainer
+`dgam_tf.data.pipeline.train_dataset(...)` with a `dgam_tf.config.DataConfig`
+(batch 32, n = 400, two streams, with the CVAE noise) over several epochs, both stages per epoch, exactly as the trainer
 does (a new dataset per stage), and reports:
 
 * videos/s over all epochs (dataset start-up, i.e. filling the shuffle
@@ -106,12 +105,13 @@ def rss_mb(peak):
 def measure(data_dir, epochs, shuffle_buffer, batch_size, num_segments):
     """Runs in a child process: iterates the training pipeline, returns figures."""
     import tensorflow as tf
-    from dgam_tf import flags as dgam_flags
+    from dgam_tf.config import DataConfig, ModelConfig
     from dgam_tf.data import pipeline, records
 
     info = records.load_info(data_dir)
-    config = dgam_flags.make_config(batch_size=batch_size, num_segments=num_segments,
-                                    shuffle_buffer=shuffle_buffer)
+    latent_dim = ModelConfig().latent_dim       # with GAM: the CVAE's noise too
+    config = DataConfig(batch_size=batch_size, num_segments=num_segments,
+                        shuffle_buffer=shuffle_buffer)
     tf.constant(0.0) + 1  # start the runtime before the baseline RSS
     rss_start = rss_mb(peak=False)
     videos, first_batch, steady = 0, [], []
@@ -122,7 +122,7 @@ def measure(data_dir, epochs, shuffle_buffer, batch_size, num_segments):
             t0 = time.perf_counter()
             t_prev = None
             for i, batch in enumerate(pipeline.train_dataset(data_dir, info, config,
-                                                             epoch, stage)):
+                                                             epoch, stage, latent_dim)):
                 batch["rgb"].numpy()   # materialised (prefetch hands it over)
                 now = time.perf_counter()
                 if i == 0:

@@ -75,9 +75,9 @@ def main():
     args = parser.parse_args()
     streams = args.streams or ("flow" if args.study == "init" else "rgb,flow")
     if not os.path.exists(os.path.join(args.data_dir, "dataset.json")):
-        from dgam_tf.data import synthetic
+        from dgam_tf.data import builtin
         print(f"Generating the realistic preset in {args.data_dir} (once)...", flush=True)
-        synthetic.generate(args.data_dir, preset="realistic", seed=0, overwrite=True)
+        builtin.generate(args.data_dir, preset="realistic", seed=0, overwrite=True)
     seeds = [int(s) for s in args.seeds.split(",")]
     print(f"study {args.study}: flags/thumos14.cfg, {args.epochs} epochs, ramp 1, "
           f"streams {streams}, seeds {seeds}")

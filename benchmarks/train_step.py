@@ -2,7 +2,7 @@
 
 One step = stage 1 (CVAE update, attention frozen) + stage 2 (attention and
 classifier update, CVAE frozen) of ONE stream, run through the real
-`Trainer._cvae_step` / `Trainer._model_step` tf.functions (built with the
+`Trainer.step_fns` tf.functions of both stages (built with the
 Trainer's own --jit_compile setting) on random batches of the pipeline's
 structure: {stream: [B, n, D], stream + "_noise": [B, n, L], "labels": [B, C]}.
 The Trainer is constructed on a tiny records dataset of the right D written
@@ -73,11 +73,10 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from dgam_tf import flags as dgam_flags  # noqa: E402
+from dgam_tf.config import DataConfig, ModelConfig, TrainConfig  # noqa: E402
 from dgam_tf.data import records  # noqa: E402
 from dgam_tf.training import trainer as trainer_lib  # noqa: E402
 
@@ -144,16 +143,16 @@ def _tiny_dataset(path, stream, feature_dim, num_classes, num_videos):
     return records.load_info(path)
 
 
-def random_batch(config, stream, feature_dim, num_classes, seed=0):
+def random_batch(data, latent_dim, stream, feature_dim, num_classes, seed=0):
     """A batch of the training pipeline's structure, I3D-like features >= 0."""
     rng = np.random.default_rng(seed)
-    b, n = config.batch_size, config.num_segments
+    b, n = data.batch_size, data.num_segments
     x = np.maximum(rng.normal(0.4, 0.5, (b, n, feature_dim)), 0).astype(np.float32)
     labels = np.zeros((b, num_classes), np.float32)
     labels[np.arange(b), np.arange(b) % num_classes] = 1
     labels[::4, (np.arange(b)[::4] + 1) % num_classes] = 1         # some two-class videos
     return {stream: tf.constant(x),
-            stream + "_noise": tf.constant(rng.normal(size=(b, n, config.latent_dim))
+            stream + "_noise": tf.constant(rng.normal(size=(b, n, latent_dim))
                                            .astype(np.float32)),
             "labels": tf.constant(labels)}
 
@@ -180,22 +179,22 @@ def main():
     if args.inter_op_threads:
         tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
     stream = "rgb"
-    config = dgam_flags.make_config(
-        streams=[stream], batch_size=args.batch_size, num_segments=args.num_segments,
-        jit_compile=args.jit_compile, mixed_precision=args.mixed_precision, progress=False)
-    if args.mixed_precision:
-        keras.mixed_precision.set_dtype_policy(args.mixed_precision)
+    data = DataConfig(streams=(stream,), batch_size=args.batch_size,
+                      num_segments=args.num_segments)
+    model = ModelConfig(streams=(stream,))
+    train = TrainConfig(jit_compile=args.jit_compile, mixed_precision=args.mixed_precision,
+                        progress=False)
 
     peak_before = matmul_peak_gflops(args.peak_size)
     with tempfile.TemporaryDirectory(prefix="dgam_bench_") as tmp:
-        config.model_dir = os.path.join(tmp, "model")
         data_dir = os.path.join(tmp, "data")
         info = _tiny_dataset(data_dir, stream, args.feature_dim, args.num_classes,
                              args.batch_size)
-        trainer = trainer_lib.Trainer(config, data_dir, info)
-        cvae_step = trainer._steps[trainer_lib.CVAE_STAGE]
-        model_step = trainer._steps[trainer_lib.MODEL_STAGE]
-        batch = random_batch(config, stream, args.feature_dim, args.num_classes)
+        trainer = trainer_lib.Trainer(data_dir, info, data, model, train)
+        cvae_step = trainer.step_fns[trainer_lib.CVAE_STAGE]
+        model_step = trainer.step_fns[trainer_lib.MODEL_STAGE]
+        batch = random_batch(data, model.latent_dim, stream, args.feature_dim,
+                             args.num_classes)
         ramp = tf.constant(0.5, tf.float32)
 
         def run_stage(step_fn):
@@ -228,7 +227,7 @@ def main():
     cpu = [a[1] + b[1] for a, b in zip(stage1, stage2)]
     seconds, cpu_seconds = median(wall), median(cpu)
     gflop = step_gflop(args.batch_size, args.num_segments, args.feature_dim, args.num_classes,
-                       config.attention_hidden, config.cvae_hidden, config.latent_dim)
+                       model.attention_hidden, model.cvae_hidden, model.latent_dim)
     peak = median([peak_before[0], peak_after[0]])
     peak_per_cpu = median([peak_before[1], peak_after[1]])
     achieved = gflop["total"] / seconds

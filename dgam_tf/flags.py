@@ -4,19 +4,21 @@ Override order: flag defaults (the built-in synthetic setup), then
 `--flagfile=flags/<dataset>.cfg`, then flags given on the command line (absl
 applies them left to right, so put `--flagfile` first).
 
-Library code takes a `config` object with these flags as attributes; tests
-build one with `make_config(epochs=1, ...)` without touching global FLAGS.
+`parse` turns them, once, into the typed settings of dgam_tf/config.py that
+library code takes; only main.py (and tests, through `parse_args`) call it.
+The flag defaults are those of the config dataclasses (test_config.py).
 """
+import dataclasses
 import os
 
 from absl import flags
 
+from dgam_tf import config as config_lib
+from dgam_tf.config import DEFAULT_CACHE, STREAMS
 from dgam_tf.errors import UserError
 
 MODES = ("train", "eval", "eval_detections", "synth", "convert", "export", "visualize")
 DATASETS = ("synthetic", "thumos14", "activitynet12")
-STREAMS = ("rgb", "flow")
-DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "dgam_tf")
 # Help groups: each starts at its first flag, in define_flags order.
 GROUP_STARTS = {"mode": "general", "dataset": "data", "attention_hidden": "model",
                 "model_dir": "training", "class_threshold": "localization",
@@ -52,8 +54,10 @@ def define_flags(fv=flags.FLAGS):
     flags.DEFINE_string("test_split", "test", "Split evaluated at the end and by --mode=eval.", **d)
     flags.DEFINE_integer("num_segments", 200, "Segments sampled per training video (n; "
                          "the paper: 400).", **d)
-    flags.DEFINE_integer("test_min_segments", 50, "Test sampling n = clip(T, min, max).", **d)
-    flags.DEFINE_integer("test_max_segments", 400, "Test sampling n = clip(T, min, max).", **d)
+    flags.DEFINE_integer("test_min_segments", config_lib.DataConfig.test_min_segments,
+                         "Test sampling n = clip(T, min, max).", **d)
+    flags.DEFINE_integer("test_max_segments", config_lib.DataConfig.test_max_segments,
+                         "Test sampling n = clip(T, min, max).", **d)
     flags.DEFINE_boolean("skip_bad_records", False, "Read every record first and leave out "
                          "the ones that fail (counted and reported) instead of stopping at "
                          "the first.", **d)
@@ -181,6 +185,11 @@ def make_config(argv=(), **overrides):
     return fv
 
 
+def parse_args(argv=(), **overrides):
+    """`parse` of `make_config(argv, **overrides)`: a Config without global FLAGS."""
+    return parse(make_config(argv, **overrides))
+
+
 def flag_groups(fv=flags.FLAGS):
     """{group: [Flag]} of every flag defined by define_flags, in its order."""
     groups, group = {}, None
@@ -201,58 +210,103 @@ def floats(values, name, count=None):
     return out
 
 
-def per_stream(config, name):
+def _per_stream(fv, name):
     """A (rgb, flow) list flag as a dict stream -> float."""
-    return dict(zip(STREAMS, floats(getattr(config, name), name, count=len(STREAMS))))
+    return dict(zip(STREAMS, floats(getattr(fv, name), name, count=len(STREAMS))))
 
 
-def loss_weights(config, stream):
-    """(fg, bg, guide, recon) weights of a stream's model stage."""
-    return floats(getattr(config, f"loss_weights_{stream}"), f"loss_weights_{stream}", count=4)
+def _profile_range(fv):
+    """--profile_steps as (start, end) global steps, or None."""
+    if not fv.profile_steps:
+        return None
+    try:
+        start, end = (int(v) for v in fv.profile_steps)
+    except ValueError:
+        raise UserError(f"--profile_steps must be START,END, got "
+                        f"{','.join(fv.profile_steps)}") from None
+    if not 0 <= start < end:
+        raise UserError("--profile_steps needs 0 <= START < END")
+    return start, end
 
 
-def validate(config):
+def _validate(fv):
     """Refuses impossible settings before any work starts (one clear line)."""
-    unknown = [s for s in config.streams if s not in STREAMS]
-    if unknown or not config.streams:
+    unknown = [s for s in fv.streams if s not in STREAMS]
+    if unknown or not fv.streams:
         raise UserError(f"--streams must be a non-empty subset of rgb,flow, got "
-                        f"{','.join(config.streams)}")
-    if len(set(config.streams)) != len(config.streams):
+                        f"{','.join(fv.streams)}")
+    if len(set(fv.streams)) != len(fv.streams):
         raise UserError("--streams lists a stream twice")
     positive = ["num_segments", "batch_size", "epochs", "test_min_segments",
                 "test_max_segments", "batch_reuse_epochs", "ramp_chunk_epochs",
                 "attention_hidden", "cvae_hidden", "latent_dim", "ramp_epochs",
                 "keep_checkpoints"]
     for name in positive:
-        if getattr(config, name) < 1:
-            raise UserError(f"--{name} must be at least 1, got {getattr(config, name)}")
+        if getattr(fv, name) < 1:
+            raise UserError(f"--{name} must be at least 1, got {getattr(fv, name)}")
     for name in ("feature_dim", "num_classes"):
-        if getattr(config, name) is not None and getattr(config, name) < 1:
-            raise UserError(f"--{name} must be at least 1, got {getattr(config, name)}")
-    if config.test_min_segments > config.test_max_segments:
+        if getattr(fv, name) is not None and getattr(fv, name) < 1:
+            raise UserError(f"--{name} must be at least 1, got {getattr(fv, name)}")
+    if fv.test_min_segments > fv.test_max_segments:
         raise UserError("--test_min_segments exceeds --test_max_segments")
     for name in ("eval_every", "num_plots", "cpu_devices", "shuffle_buffer"):
-        if getattr(config, name) < 0:
-            raise UserError(f"--{name} must not be negative, got {getattr(config, name)}")
-    if not config.learning_rate > 0:
+        if getattr(fv, name) < 0:
+            raise UserError(f"--{name} must not be negative, got {getattr(fv, name)}")
+    if not fv.learning_rate > 0:
         raise UserError("--learning_rate must be positive")
-    if not config.adam_epsilon > 0:
-        raise UserError(f"--adam_epsilon must be positive, got {config.adam_epsilon}")
-    for stream in STREAMS:
-        loss_weights(config, stream)
-    per_stream(config, "fusion_alpha")
-    per_stream(config, "proposal_threshold")
-    if config.profile_steps:
-        profile_range(config)
+    if not fv.adam_epsilon > 0:
+        raise UserError(f"--adam_epsilon must be positive, got {fv.adam_epsilon}")
 
 
-def profile_range(config):
-    """--profile_steps as (start, end) global steps."""
-    try:
-        start, end = (int(v) for v in config.profile_steps)
-    except ValueError:
-        raise UserError(f"--profile_steps must be START,END, got "
-                        f"{','.join(config.profile_steps)}") from None
-    if not 0 <= start < end:
-        raise UserError("--profile_steps needs 0 <= START < END")
-    return start, end
+def parse(fv=flags.FLAGS):
+    """The typed settings of parsed flag values, validated once.
+
+    List flags become numbers here (a malformed one is a UserError naming
+    it); unset --tiou_thresholds become the --dataset's. A mode gets the
+    parts it uses (the others keep their defaults): eval_detections the
+    evaluation, synth and convert the data and conversion, the rest all,
+    checked first."""
+    run = dict(mode=fv.mode, model_dir=fv.model_dir, tf_logs=fv.tf_logs)
+    if fv.mode == "eval_detections":
+        return config_lib.Config(**run, evaluation=_eval_config(fv))
+    streams = tuple(fv.streams)
+    data = config_lib.DataConfig(**_values(fv, config_lib.DataConfig, "streams"),
+                                 streams=streams)
+    convert = config_lib.ConvertConfig(**_values(fv, config_lib.ConvertConfig))
+    if fv.mode in ("synth", "convert"):
+        return config_lib.Config(**run, data=data, convert=convert)
+    _validate(fv)
+    model = config_lib.ModelConfig(**_values(fv, config_lib.ModelConfig, "streams",
+                                             "feature_dim", "class_names"), streams=streams)
+    train = config_lib.TrainConfig(
+        **_values(fv, config_lib.TrainConfig, "loss_weights", "profile_steps"),
+        loss_weights={s: tuple(floats(getattr(fv, f"loss_weights_{s}"), f"loss_weights_{s}",
+                                      count=4)) for s in STREAMS},
+        profile_steps=_profile_range(fv))
+    localization = config_lib.LocalizationConfig(
+        class_threshold=fv.class_threshold,
+        fusion_alpha=_per_stream(fv, "fusion_alpha"),
+        proposal_threshold=_per_stream(fv, "proposal_threshold"),
+        smooth_sigma=fv.proposal_smooth_sigma, outer_weight=fv.outer_weight,
+        nms_iou=fv.nms_iou)
+    export = config_lib.ExportConfig(export_dir=fv.export_dir, version=fv.export_version,
+                                     checkpoint=fv.checkpoint, overwrite=fv.overwrite)
+    return config_lib.Config(**run, data=data, model=model, train=train,
+                             localization=localization, evaluation=_eval_config(fv),
+                             export=export, convert=convert)
+
+
+def _values(fv, cls, *besides):
+    """{field: flag value} of the fields of dataclass `cls` but `besides`
+    (each named like its flag)."""
+    return {f.name: getattr(fv, f.name) for f in dataclasses.fields(cls)
+            if f.name not in besides}
+
+
+def _eval_config(fv):
+    thresholds = (tuple(floats(fv.tiou_thresholds, "tiou_thresholds")) if fv.tiou_thresholds
+                  else config_lib.DATASET_TIOU_THRESHOLDS.get(
+                      fv.dataset, config_lib.THUMOS14_TIOU_THRESHOLDS))
+    return config_lib.EvalConfig(
+        **_values(fv, config_lib.EvalConfig, "tiou_thresholds", "plot_videos"),
+        tiou_thresholds=thresholds, plot_videos=tuple(fv.plot_videos))

@@ -4,6 +4,7 @@ usage: python -m dgam_tf.main --mode=MODE [--flagfile=flags/X.cfg] [flags]
 
 Flags apply in this order: defaults, then --flagfile, then the flags after it.
 """
+import functools
 import os
 import sys
 import textwrap
@@ -17,6 +18,9 @@ from dgam_tf.errors import UserError
 
 dgam_flags.define_flags()
 FLAGS = flags.FLAGS
+# Flags that define a trained model; eval, export and visualize rebuild it
+# from its model.json instead.
+MODEL_FLAGS = ("attention_hidden", "cvae_hidden", "latent_dim", "gam")
 HELP_ARGS = ("--help", "-help", "-h", "-?", "--helpshort", "-helpshort")
 MODE_HELP = {
     "train": "train (resuming from --model_dir), then evaluate --test_split",
@@ -83,67 +87,106 @@ def import_tensorflow(show_logs=False):
         os.close(devnull)
 
 
-def run(config):
-    """Runs --mode with the given flag values."""
-    mode = config.mode
+def warn_ignored_model_flags(fv, cfg):
+    """Warns (one stderr line each) about model flags set by the user that
+    differ from the model.json of the model folders eval, export and
+    visualize restore: those modes rebuild the model from model.json."""
+    from dgam_tf import io_utils
+    from dgam_tf.models import io as model_io
+    ev = cfg.evaluation
+    for model_dir in dict.fromkeys((ev.attention_checkpoint or cfg.model_dir,
+                                    ev.classifier_checkpoint or cfg.model_dir)):
+        path = model_io.settings_path(model_dir)
+        if not io_utils.exists(path):
+            continue                    # restoring it says what is missing
+        settings = io_utils.read_json(path, "model settings")
+        for name in MODEL_FLAGS:
+            value = getattr(fv, name)
+            if not fv[name].using_default_value and name in settings and value != settings[name]:
+                print(f"warning: --{name}={str(value).lower()} is ignored: the model in "
+                      f"{model_dir} has {name}={str(settings[name]).lower()}",
+                      file=sys.stderr)
+
+
+def run(fv):
+    """Runs --mode with the given flag values (parsed here, once)."""
+    cfg = dgam_flags.parse(fv)
+    mode, ev = cfg.mode, cfg.evaluation
     if mode == "eval_detections":   # numpy only: no TensorFlow to import
         from dgam_tf.evaluation import detection
-        if not (config.gt_json and config.predictions_json):
+        if not (ev.gt_json and ev.predictions_json):
             raise UserError("--mode=eval_detections needs --gt_json and --predictions_json")
-        detection.run_eval_detections(
-            config.gt_json, config.predictions_json, config.subset,
-            detection.thresholds_from_flags(config), config.output_metrics_json)
+        detection.run_eval_detections(ev.gt_json, ev.predictions_json, ev.subset,
+                                      ev.tiou_thresholds, ev.output_metrics_json)
         return
-    if mode in ("train", "eval", "visualize", "export"):
-        dgam_flags.validate(config)
-    import_tensorflow(config.tf_logs)
+    import_tensorflow(cfg.tf_logs)
     if mode in ("eval", "visualize", "export"):
-        from dgam_tf.training import train_lib
-        train_lib.warn_ignored_model_flags(config)
-    if config.debug_numerics:
+        warn_ignored_model_flags(fv, cfg)
+    if cfg.train.debug_numerics:
         import tensorflow as tf
         tf.debugging.enable_check_numerics()
     if mode == "train":
-        from dgam_tf.evaluation import evaluate
-        from dgam_tf.training import distribute, train_lib
-        distribute.split_cpu(config.cpu_devices)
-        if config.deterministic:
-            import tensorflow as tf
-            tf.config.experimental.enable_op_determinism()
-        metrics = train_lib.train_and_evaluate(config, evaluate_fn=evaluate.evaluate_split)
-        if metrics is not None:
-            evaluate.report(metrics, config)
+        train(cfg)
     elif mode == "eval":
         from dgam_tf.evaluation import evaluate
-        evaluate.report(evaluate.evaluate_model_dir(config), config)
+        evaluate.report(evaluate.evaluate_model_dir(cfg.model_dir, cfg.data, cfg.localization,
+                                                    ev), cfg.model_dir, ev)
     elif mode == "synth":
-        from dgam_tf.data import synthetic
-        if not config.data_dir:
+        from dgam_tf.data import builtin
+        if not cfg.data.data_dir:
             raise UserError("--mode=synth needs --data_dir (where to write the dataset)")
-        info = synthetic.generate(config.data_dir, seed=config.seed, overwrite=config.overwrite,
-                                  preset=config.synthetic_preset)
-        print(f"Wrote {config.data_dir}: " + ", ".join(
+        info = builtin.generate(cfg.data.data_dir, seed=cfg.data.seed,
+                                  overwrite=cfg.convert.overwrite,
+                                  preset=cfg.data.synthetic_preset)
+        print(f"Wrote {cfg.data.data_dir}: " + ", ".join(
             f"{s} {v['num_videos']} videos" for s, v in info.splits.items()))
     elif mode == "convert":
         from dgam_tf.data import converters
-        if not (config.source_format and config.source_dir and config.data_dir):
+        conv, data = cfg.convert, cfg.data
+        if not (conv.source_format and conv.source_dir and data.data_dir):
             raise UserError("--mode=convert needs --source_format, --source_dir and --data_dir")
         info = converters.convert(
-            config.source_format, config.source_dir, config.data_dir,
-            annotations=config.annotations, class_names=config.class_names,
-            allow_pickle=config.allow_pickle,
-            feature_dtype=config.feature_dtype, stride=config.stride, fps=config.fps,
-            stream=config.streams[0] if len(config.streams) == 1 else None,
-            overwrite=config.overwrite)
-        print(f"Wrote {config.data_dir}: " + ", ".join(
+            conv.source_format, conv.source_dir, data.data_dir,
+            annotations=conv.annotations, class_names=conv.class_names,
+            allow_pickle=conv.allow_pickle,
+            feature_dtype=conv.feature_dtype, stride=conv.stride, fps=conv.fps,
+            stream=data.streams[0] if len(data.streams) == 1 else None,
+            overwrite=conv.overwrite)
+        print(f"Wrote {data.data_dir}: " + ", ".join(
             f"{s} {v['num_videos']} videos" for s, v in info.splits.items()))
     elif mode == "export":
         from dgam_tf.export import saved_model
-        print(f"Exported {saved_model.export_from_flags(config)}")
+        ex = cfg.export
+        print("Exported " + saved_model.export(
+            cfg.model_dir, ex.export_dir, version=ex.version, overwrite=ex.overwrite,
+            checkpoint=ex.checkpoint, localization_config=cfg.localization,
+            test_min_segments=cfg.data.test_min_segments,
+            test_max_segments=cfg.data.test_max_segments))
     elif mode == "visualize":
         from dgam_tf.visualization import plots
-        for path in plots.plot_model_dir(config):
+        for path in plots.plot_model_dir(cfg.model_dir, cfg.data, cfg.localization, ev):
             print(path)
+
+
+def train(cfg):
+    """--mode=train: trains, validating every --eval_every epochs (with
+    summary images), then evaluates --test_split and reports it."""
+    import tensorflow as tf
+    from dgam_tf.evaluation import evaluate
+    from dgam_tf.training import distribute, train_lib
+    from dgam_tf.visualization import plots
+    distribute.split_cpu(cfg.train.cpu_devices)
+    if cfg.train.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    metrics = train_lib.train_and_evaluate(
+        cfg.model_dir, cfg.data, cfg.model, cfg.train,
+        evaluate_fn=functools.partial(evaluate.evaluate_split, data=cfg.data,
+                                      localization=cfg.localization,
+                                      evaluation=cfg.evaluation),
+        draw_fn=functools.partial(plots.video_image,
+                                  class_threshold=cfg.localization.class_threshold))
+    if metrics is not None:
+        evaluate.report(metrics, cfg.model_dir, cfg.evaluation)
 
 
 def main(argv):

@@ -1,5 +1,6 @@
 """Session-scoped fixtures: one tiny synthetic dataset and one tiny trained
 model, shared by every test that needs them (keeps the suite fast)."""
+import functools
 import os
 import struct
 
@@ -9,7 +10,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import pytest  # noqa: E402
 
 from dgam_tf import flags as dgam_flags  # noqa: E402
-from dgam_tf.data import records, synthetic  # noqa: E402
+from dgam_tf.data import builtin, records  # noqa: E402
 
 TINY_DATA = dict(num_classes=3, feature_dim=16, num_train=8, num_validation=4, num_test=4,
                  min_segments=20, max_segments=60)
@@ -18,10 +19,36 @@ TINY_MODEL = dict(epochs=2, batch_size=4, num_segments=24, ramp_epochs=1,
                   test_min_segments=4, test_max_segments=40, progress=False)
 
 
-def tiny_config(data_dir, model_dir, **overrides):
-    """Flags for a tiny run on `data_dir` (tiny shapes, two epochs)."""
-    return dgam_flags.make_config(data_dir=str(data_dir), model_dir=str(model_dir),
-                                  **{**TINY_MODEL, **overrides})
+def tiny_config(data_dir, model_dir, argv=(), **overrides):
+    """The Config of a tiny run on `data_dir` (tiny shapes, two epochs):
+    flags `argv`, then TINY_MODEL and `overrides` as flag values."""
+    return dgam_flags.parse_args(argv, data_dir=str(data_dir), model_dir=str(model_dir),
+                                 **{**TINY_MODEL, **overrides})
+
+
+def evaluate_fn(cfg):
+    """evaluate.evaluate_split with cfg's settings bound, as main.py binds it."""
+    from dgam_tf.evaluation import evaluate
+    return functools.partial(evaluate.evaluate_split, data=cfg.data,
+                             localization=cfg.localization, evaluation=cfg.evaluation)
+
+
+def train(cfg, evaluate=False):
+    """train_lib.train_and_evaluate of a Config; with `evaluate`, validating
+    (with summary images) and evaluating the test split as --mode=train does."""
+    from dgam_tf.training import train_lib
+    from dgam_tf.visualization import plots
+    return train_lib.train_and_evaluate(
+        cfg.model_dir, cfg.data, cfg.model, cfg.train,
+        evaluate_fn=evaluate_fn(cfg) if evaluate else None,
+        draw_fn=functools.partial(plots.video_image,
+                                  class_threshold=cfg.localization.class_threshold))
+
+
+def make_trainer(cfg, info):
+    """A training.trainer.Trainer of a Config on its data."""
+    from dgam_tf.training import trainer
+    return trainer.Trainer(cfg.data.data_dir, info, cfg.data, cfg.model, cfg.train)
 
 
 def tfrecord_ends(raw):
@@ -39,7 +66,7 @@ def tfrecord_ends(raw):
 def tiny_data_dir(tmp_path_factory):
     """A synthetic dataset: 3 classes, D=16, splits of 8/4/4 videos."""
     path = tmp_path_factory.mktemp("data") / "tiny"
-    synthetic.generate(str(path), seed=0, num_shards=2, **TINY_DATA)
+    builtin.generate(str(path), seed=0, num_shards=2, **TINY_DATA)
     return str(path)
 
 
@@ -51,7 +78,6 @@ def tiny_info(tiny_data_dir):
 @pytest.fixture(scope="session")
 def tiny_model_dir(tiny_data_dir, tmp_path_factory):
     """A model trained for two epochs on the tiny dataset (both streams)."""
-    from dgam_tf.training import train_lib
     model_dir = tmp_path_factory.mktemp("model") / "run"
-    train_lib.train_and_evaluate(tiny_config(tiny_data_dir, model_dir))
+    train(tiny_config(tiny_data_dir, model_dir))
     return str(model_dir)

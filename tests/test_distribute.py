@@ -28,19 +28,19 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     out = {}
     for strategy, residency in [("default", "stream"), ("mirrored", "stream"),
                                 ("mirrored", "memory")]:
-        config = dgam_flags.make_config(data_dir=data_dir, model_dir=sys.argv[3] + strategy,
-                                        strategy=strategy, data_residency=residency,
-                                        **overrides)
-        tr = trainer_lib.Trainer(config, data_dir, info)
+        config = dgam_flags.parse_args(data_dir=data_dir, model_dir=sys.argv[3] + strategy,
+                                       strategy=strategy, data_residency=residency,
+                                       **overrides)
+        tr = trainer_lib.Trainer(data_dir, info, config.data, config.model, config.train)
         # One step per stage, each from the initial weights: the losses of
         # the same global batch, before float rounding can compound through
         # Adam updates.
         tr.steps_per_stage = 1
         initial = {s: m.get_weights() for s, m in tr.models.items()}
-        stage1 = tr._run_stage(1, 1, None, lambda s: None)
+        stage1 = tr.train_stage(1, 1)
         for s, m in tr.models.items():
             m.set_weights(initial[s])
-        stage2 = tr._run_stage(1, 2, None, lambda s: None)
+        stage2 = tr.train_stage(1, 2)
         out[strategy + "/" + residency] = {"replicas": tr.strategy.num_replicas_in_sync,
                          "stage1": stage1, "stage2": stage2}
     print(json.dumps(out))

@@ -11,12 +11,12 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import tfrecord_ends, tiny_config
+from conftest import evaluate_fn, tfrecord_ends, tiny_config, train
 from dgam_tf.data import records
 from dgam_tf.errors import UserError
 from dgam_tf.evaluation import detection, evaluate
 from dgam_tf.localization.localize import StreamOutput
-from dgam_tf.training import train_lib
+from dgam_tf.models import io as model_io
 
 
 def sigmoid(x):
@@ -64,7 +64,7 @@ def test_frame_sample_maps_positions_to_ground_truth(num_segments, seconds_per_s
              "seconds_per_segment": np.float32(seconds_per_segment),
              "labels": np.array([0, 1]), "gt_start": np.array([s for s, _ in gt]),
              "gt_end": np.array([e for _, e in gt]), "gt_label": np.zeros(len(gt), int)}
-    attention, cls, in_gt = evaluate._frame_sample(video, output)
+    attention, cls, in_gt = evaluate.frame_sample(video, output)
     np.testing.assert_array_equal(attention, output.attention)
     # Labelled classes 0 and 1 (not 2): max logits 2, -1, log 3, 5.
     np.testing.assert_allclose(cls, [sigmoid(2.0), 1 / (1 + np.e), 0.75, sigmoid(5.0)],
@@ -75,9 +75,9 @@ def test_frame_sample_maps_positions_to_ground_truth(num_segments, seconds_per_s
 def test_split_metrics_equal_eval_detections_on_the_written_files(
         tiny_data_dir, tiny_info, tiny_model_dir, tmp_path):
     config = tiny_config(tiny_data_dir, tmp_path)
-    models, _ = train_lib.load_models(tiny_model_dir)
-    metrics = evaluate.evaluate_split(models, tiny_data_dir, tiny_info, "test", config)
-    evaluate.report(metrics, config)
+    models, _, _ = model_io.load_models(tiny_model_dir)
+    metrics = evaluate_fn(config)(models, tiny_data_dir, tiny_info, "test")
+    evaluate.report(metrics, config.model_dir, config.evaluation)
     with open(tmp_path / "metrics.json") as f:
         assert json.load(f) == {**{k: v for k, v in metrics.items() if k != "results"},
                                 "detections": str(tmp_path / "detections_test.json")}
@@ -124,8 +124,7 @@ def baseline_model_dir(tiny_data_dir, tmp_path_factory):
     """A second tiny model: another seed, one epoch, without GAM (the
     paper's "O" model)."""
     model_dir = tmp_path_factory.mktemp("baseline") / "run"
-    train_lib.train_and_evaluate(tiny_config(tiny_data_dir, model_dir, seed=1, epochs=1,
-                                             gam=False))
+    train(tiny_config(tiny_data_dir, model_dir, seed=1, epochs=1, gam=False))
     return str(model_dir)
 
 
@@ -133,11 +132,12 @@ def test_module_swap_uses_attention_of_one_model_and_classifier_of_the_other(
         tiny_data_dir, tiny_info, tiny_model_dir, baseline_model_dir, tmp_path):
     config = tiny_config(tiny_data_dir, tmp_path, attention_checkpoint=tiny_model_dir,
                          classifier_checkpoint=baseline_model_dir)
-    data_dir, info, modules = evaluate.load_modules(config)
-    gam, _ = train_lib.load_models(tiny_model_dir)
-    baseline, _ = train_lib.load_models(baseline_model_dir)
+    data_dir, info, modules = evaluate.load_modules(config.model_dir, config.data, config.evaluation)
+    gam, _, _ = model_io.load_models(tiny_model_dir)
+    baseline, _, _ = model_io.load_models(baseline_model_dir)
     num_videos = 0
-    for video, outputs, _ in evaluate.infer_split(modules, data_dir, info, "test", config):
+    for video, outputs, _ in evaluate.infer_split(modules, data_dir, info, "test",
+                                                     config.data, config.localization):
         num_videos += 1
         for stream, output in outputs.items():
             x = video[stream]
@@ -155,13 +155,13 @@ def test_module_swap_uses_attention_of_one_model_and_classifier_of_the_other(
 def test_module_swap_refuses_a_classifier_trained_on_other_classes(
         tiny_data_dir, tiny_model_dir, baseline_model_dir, tmp_path):
     other = shutil.copytree(baseline_model_dir, tmp_path / "other")
-    settings = json.loads((other / train_lib.SETTINGS_FILE).read_text())
+    settings = json.loads((other / model_io.SETTINGS_FILE).read_text())
     settings["class_names"] = settings["class_names"][::-1]
-    (other / train_lib.SETTINGS_FILE).write_text(json.dumps(settings))
+    (other / model_io.SETTINGS_FILE).write_text(json.dumps(settings))
     config = tiny_config(tiny_data_dir, tmp_path, attention_checkpoint=tiny_model_dir,
                          classifier_checkpoint=str(other))
     with pytest.raises(UserError, match=re.escape(f"model in {other} was trained on other")):
-        evaluate.load_modules(config)
+        evaluate.load_modules(config.model_dir, config.data, config.evaluation)
 
 
 def test_a_test_split_cut_at_a_record_boundary_is_refused(tiny_data_dir, tiny_model_dir,
@@ -174,32 +174,34 @@ def test_a_test_split_cut_at_a_record_boundary_is_refused(tiny_data_dir, tiny_mo
     raw = open(shard, "rb").read()
     with open(shard, "wb") as f:
         f.write(raw[:tfrecord_ends(raw)[0]])      # keep its first record only
-    models, _ = train_lib.load_models(tiny_model_dir)
+    models, _, _ = model_io.load_models(tiny_model_dir)
     with pytest.raises(UserError, match=r"split 'test' of .* holds fewer videos than the 4 "):
-        evaluate.evaluate_split(models, data_dir, info, "test", tiny_config(data_dir, tmp_path))
+        evaluate_fn(tiny_config(data_dir, tmp_path))(models, data_dir, info, "test")
 
 
 def test_streams_alone_are_one_stream_evaluations_of_outputs_computed_once(
         tiny_data_dir, tiny_info, tiny_model_dir, tmp_path, monkeypatch, capsys):
     config = tiny_config(tiny_data_dir, tmp_path)
-    modules = evaluate.stream_modules(train_lib.load_models(tiny_model_dir)[0])
-    calls, output_fn = collections.Counter(), evaluate._output_fn
+    modules = evaluate.stream_modules(model_io.load_models(tiny_model_dir)[0])
+    calls, output_fn = collections.Counter(), evaluate.output_fn
 
     def counting_output_fn(attention, classifier, num_classes):
         fn = output_fn(attention, classifier, num_classes)
         return lambda x: calls.update([id(attention)]) or fn(x)
-    monkeypatch.setattr(evaluate, "_output_fn", counting_output_fn)
-    both = evaluate.evaluate_modules(modules, tiny_data_dir, tiny_info, "test", config)
+    monkeypatch.setattr(evaluate, "output_fn", counting_output_fn)
+    both = evaluate.evaluate_modules(modules, tiny_data_dir, tiny_info, "test", config.data,
+                                     config.localization, config.evaluation)
     num_videos = tiny_info.splits["test"]["num_videos"]
     assert calls == {id(attention): num_videos for attention, _ in modules.values()}
     for stream in ("rgb", "flow"):
         alone = evaluate.evaluate_modules({stream: modules[stream]}, tiny_data_dir, tiny_info,
-                                          "test", config)
+                                          "test", config.data, config.localization,
+                                          config.evaluation)
         assert "streams" not in alone and alone["num_predictions"] > 0
         for key in ("tiou_thresholds", "mAP", "average_mAP", "average_mAP_0.1:0.7",
                     "ap_per_class", "num_predictions", "num_ground_truth"):
             assert both["streams"][stream][key] == alone[key], key
-    evaluate.report(alone, config)
+    evaluate.report(alone, config.model_dir, config.evaluation)
     assert capsys.readouterr().out.startswith(
         f"Detection mAP (%) on {tiny_info.name}, test split, flow stream alone: ")
 
@@ -212,8 +214,9 @@ def test_another_checkpoint_keeps_its_outputs_together_and_says_what_made_them(
     # --dataset names the protocol; the title names the data (dataset.json).
     config = tiny_config(tiny_data_dir, model_dir, checkpoint=checkpoint, dataset="thumos14",
                          output_metrics_json=str(tmp_path / "m1.json"))
-    metrics = evaluate.evaluate_model_dir(config)
-    evaluate.report(metrics, config)
+    metrics = evaluate.evaluate_model_dir(config.model_dir, config.data, config.localization,
+                                          config.evaluation)
+    evaluate.report(metrics, config.model_dir, config.evaluation)
     assert sorted(os.listdir(model_dir)) == before        # the model's own outputs untouched
     written = json.loads((tmp_path / "m1.json").read_text())
     assert written["detections"] == str(tmp_path / "m1_detections_test.json")

@@ -15,13 +15,15 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
-from conftest import TINY_DATA, TINY_MODEL, tiny_config
+from conftest import TINY_DATA, TINY_MODEL
 from dgam_tf.data import records, sampling
 from dgam_tf.errors import UserError
 from dgam_tf.export import graph_localization, saved_model
 from dgam_tf.localization import localize
 from dgam_tf.serving import client
-from dgam_tf.training import train_lib
+from dgam_tf import flags as dgam_flags
+from dgam_tf import main
+from dgam_tf.models import io as model_io
 
 SAMPLE_RANGE = (TINY_MODEL["test_min_segments"], TINY_MODEL["test_max_segments"])
 STREAMS = ("rgb", "flow")
@@ -84,7 +86,7 @@ np.savez(work + "/outputs.npz", **out)
 
 @pytest.fixture(scope="module")
 def models(tiny_model_dir):
-    return train_lib.load_models(tiny_model_dir)[0]
+    return model_io.load_models(tiny_model_dir)[0]
 
 
 @pytest.fixture(scope="module")
@@ -94,10 +96,12 @@ def videos(tiny_data_dir, tiny_info):
 
 @pytest.fixture(scope="module")
 def export_path(tiny_data_dir, tiny_model_dir, tmp_path_factory):
-    """The tiny model exported through `export_from_flags` (version 1)."""
-    config = tiny_config(tiny_data_dir, tiny_model_dir,
-                         export_dir=str(tmp_path_factory.mktemp("export") / "dgam"))
-    return saved_model.export_from_flags(config)
+    """The tiny model exported as --mode=export does (version 1)."""
+    export_dir = str(tmp_path_factory.mktemp("export") / "dgam")
+    main.run(dgam_flags.make_config(["--mode=export"], data_dir=tiny_data_dir,
+                                    model_dir=tiny_model_dir, export_dir=export_dir,
+                                    **TINY_MODEL))
+    return os.path.join(export_dir, "1")
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ def load(name, **overrides):
 @pytest.mark.parametrize("name", ["synthetic.cfg", "smoke.cfg", "thumos14.cfg",
                                   "activitynet12.cfg"])
 def test_flagfiles_parse_and_validate(name):
-    dgam_flags.validate(load(name))
+    dgam_flags.parse(load(name))
 
 
 def test_synthetic_flagfile_equals_the_defaults():
@@ -29,20 +29,23 @@ def test_synthetic_flagfile_equals_the_defaults():
 
 def test_published_loss_weights_and_localization_settings():
     # algorithm.md §3 table and §5.
-    thumos, anet = load("thumos14.cfg"), load("activitynet12.cfg")
-    assert dgam_flags.loss_weights(thumos, "rgb") == [1, 0.03, 0.1, 0.5]
-    assert dgam_flags.loss_weights(thumos, "flow") == [1, 0.03, 0.1, 0.3]
-    assert dgam_flags.loss_weights(anet, "rgb") == [1, 1, 0.1, 0.1]
-    assert dgam_flags.loss_weights(anet, "flow") == [0.3, 1, 0.1, 0.1]
-    assert thumos.ramp_recon and not anet.ramp_recon
-    assert dgam_flags.per_stream(thumos, "fusion_alpha") == {"rgb": 0.35, "flow": 0.65}
-    assert dgam_flags.per_stream(thumos, "proposal_threshold") == {"rgb": 0.03, "flow": 0.08}
-    assert dgam_flags.per_stream(anet, "proposal_threshold") == {"rgb": 0.01, "flow": 0.01}
-    assert anet.proposal_smooth_sigma == 25 and thumos.proposal_smooth_sigma == 0
-    assert (thumos.test_min_segments, thumos.test_max_segments) == (50, 400)
-    assert (anet.test_min_segments, anet.test_max_segments) == (2, 200)
-    assert thumos.cvae_weight == 10 and thumos.beta == 0.1 and thumos.ramp_epochs == 300
-    assert (thumos.learning_rate, thumos.adam_beta1, thumos.adam_beta2) == (1e-3, 0.8, 0.999)
+    thumos, anet = (dgam_flags.parse(load(name)) for name in ("thumos14.cfg",
+                                                              "activitynet12.cfg"))
+    assert thumos.train.loss_weights["rgb"] == (1, 0.03, 0.1, 0.5)
+    assert thumos.train.loss_weights["flow"] == (1, 0.03, 0.1, 0.3)
+    assert anet.train.loss_weights["rgb"] == (1, 1, 0.1, 0.1)
+    assert anet.train.loss_weights["flow"] == (0.3, 1, 0.1, 0.1)
+    assert thumos.train.ramp_recon and not anet.train.ramp_recon
+    assert thumos.localization.fusion_alpha == {"rgb": 0.35, "flow": 0.65}
+    assert thumos.localization.proposal_threshold == {"rgb": 0.03, "flow": 0.08}
+    assert anet.localization.proposal_threshold == {"rgb": 0.01, "flow": 0.01}
+    assert anet.localization.smooth_sigma == 25 and thumos.localization.smooth_sigma == 0
+    assert (thumos.data.test_min_segments, thumos.data.test_max_segments) == (50, 400)
+    assert (anet.data.test_min_segments, anet.data.test_max_segments) == (2, 200)
+    assert (thumos.train.cvae_weight, thumos.train.beta, thumos.train.ramp_epochs) == \
+        (10, 0.1, 300)
+    assert (thumos.train.learning_rate, thumos.train.adam_beta1, thumos.train.adam_beta2) == \
+        (1e-3, 0.8, 0.999)
 
 
 def test_command_line_overrides_the_flagfile():
@@ -65,7 +68,7 @@ def test_command_line_overrides_the_flagfile():
 ])
 def test_impossible_settings_are_refused(overrides, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(")):
-        dgam_flags.validate(dgam_flags.make_config(**overrides))
+        dgam_flags.parse_args(**overrides)
 
 
 def test_help_groups_hold_every_flag_once_in_the_issue_order():
@@ -77,3 +80,14 @@ def test_help_groups_hold_every_flag_once_in_the_issue_order():
     assert sorted(names) == sorted(fv) and len(names) == len(set(names))
     assert "epochs" in [f.name for f in groups["training"]]
     assert "source_format" in [f.name for f in groups["data"]]   # converters: data
+
+
+@pytest.mark.parametrize("argv, expected", [
+    ([], [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]),
+    (["--dataset=activitynet12"], [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95]),
+    (["--dataset=activitynet12", "--tiou_thresholds=0.3,0.7"], [0.3, 0.7]),
+])
+def test_thresholds_follow_the_dataset_unless_given(argv, expected):
+    for mode in ("train", "eval_detections"):
+        thresholds = dgam_flags.parse_args(argv + [f"--mode={mode}"]).evaluation.tiou_thresholds
+        assert thresholds == pytest.approx(expected, abs=1e-12)

@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 
 from dgam_tf.training import health
-from dgam_tf.training import trainer as trainer_lib
-from conftest import tiny_config
+from dgam_tf.training import controller
+from conftest import make_trainer, tiny_config
 
 
 @pytest.mark.parametrize("attention,fg,epochs,expected", [
@@ -30,17 +30,18 @@ def test_a_collapsed_stream_is_reported_once_with_its_epoch(tiny_data_dir, tiny_
                                                              capsys):
     from tensorboard.backend.event_processing import event_accumulator
     config = tiny_config(tiny_data_dir, tmp_path / "m", epochs=3, eval_every=0)
-    tr = trainer_lib.Trainer(config, tiny_data_dir, tiny_info)
+    tr = make_trainer(config, tiny_info)
     # sigmoid(-30) ~ 1e-13: attention 0 on every segment, gradients below
     # Adam's epsilon, so the stream stays there.
     bias = tr.models["flow"].attention.score.bias
     bias.assign(np.full(bias.shape, -30.0, np.float32))
-    tr.train()
+    loop = controller.Controller(tr, config.model_dir, config.train)
+    loop.train()
     lines = [l for l in capsys.readouterr().err.splitlines() if l.startswith("warning:")]
     assert len(lines) == 1, lines
     assert "stream flow looks collapsed at epoch 1" in lines[0]
     assert "every segment is background" in lines[0]
-    assert tr.collapsed["flow"] and tr.collapsed["rgb"] is None
+    assert loop.collapsed["flow"] and loop.collapsed["rgb"] is None
     acc = event_accumulator.EventAccumulator(str(tmp_path / "m" / "train"),
                                              size_guidance={"tensors": 0})
     acc.Reload()

@@ -57,7 +57,8 @@ def _read_all(data_dir, tmp_path):
     videos = list(records.read_videos(data_dir, "train", info))
     config = tiny_config(data_dir, tmp_path / "m", batch_size=1, num_segments=3)
     with pipeline.reading(data_dir, info, "train"):
-        for _ in pipeline.train_dataset(data_dir, info, config, 0, 1):
+        for _ in pipeline.train_dataset(data_dir, info, config.data, 0, 1,
+                                        config.model.latent_dim):
             pass
     return videos
 
@@ -217,9 +218,10 @@ def test_skip_bad_records_keeps_exactly_the_good_videos(dataset, tmp_path_factor
     assert len(reports) == 1   # every case here loses or adds a record
     config = tiny_config(case, tmp / "m", batch_size=1, num_segments=3)
     got = [v["video_id"].numpy().decode() for v in pipeline.eval_dataset(case, info, "train",
-                                                                          config)]
+                                                                          config.data)]
     assert got == expected
-    batches = list(pipeline.train_dataset(case, info, config, 0, 1)) if expected else []
+    batches = list(pipeline.train_dataset(case, info, config.data, 0, 1,
+                                          config.model.latent_dim)) if expected else []
     assert len(batches) == len(expected)
     assert all(np.all(b["rgb"].numpy() == 1) for b in batches)
 

@@ -22,7 +22,7 @@ import pytest
 
 from conftest import tfrecord_ends
 from dgam_tf.data import records
-from dgam_tf.training import train_lib
+from dgam_tf.models import io as model_io
 
 TINY_SAMPLING = ["--test_min_segments=4", "--test_max_segments=40"]
 CliResult = collections.namedtuple("CliResult", "returncode stdout stderr imported_tensorflow")
@@ -120,7 +120,7 @@ def cli(tiny_data_dir, tiny_model_dir, tmp_path_factory):
         ("v2", "test", "A", 5, 15), ("v3", "training", "A", 0, 5)]))
     untrained = tmp / "untrained"  # settings, but no checkpoint
     untrained.mkdir()
-    shutil.copy(os.path.join(tiny_model_dir, train_lib.SETTINGS_FILE), untrained)
+    shutil.copy(os.path.join(tiny_model_dir, model_io.SETTINGS_FILE), untrained)
     eval_dir = shutil.copytree(tiny_model_dir, tmp / "eval_model")
     model_dir = shutil.copytree(tiny_model_dir, tmp / "model")
     data_args = [f"--data_dir={tiny_data_dir}", *TINY_SAMPLING]

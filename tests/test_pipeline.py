@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dgam_tf import flags as dgam_flags
+from dgam_tf.config import DataConfig
 from dgam_tf.data import pipeline, records, resident
 
 NUM_VIDEOS, NUM_SHARDS, BATCH = 32, 4, 4
@@ -27,9 +27,9 @@ def numbered_data(tmp_path_factory):
 
 def video_order(data, epoch, shuffle_buffer):
     path, info = data
-    config = dgam_flags.make_config(streams=["rgb"], num_segments=3, batch_size=BATCH,
-                                    gam=False, shuffle_buffer=shuffle_buffer)
-    ds = pipeline.train_dataset(path, info, config, epoch, stage=2)
+    config = DataConfig(streams=("rgb",), num_segments=3, batch_size=BATCH,
+                        shuffle_buffer=shuffle_buffer)
+    ds = pipeline.train_dataset(path, info, config, epoch, stage=2)   # no GAM: no noise
     return np.concatenate([b["rgb"].numpy()[:, 0, 0] for b in ds]).astype(int)
 
 
@@ -60,16 +60,16 @@ def test_resident_batches_are_the_streamed_batches_bit_for_bit(tiny_data_dir, ti
                                                                epoch, stage, reuse):
     """Two streams with CVAE noise; with --batch_reuse_epochs=2 the draw is
     shared by the chunk's stages and the batch order is the stage's."""
-    config = dgam_flags.make_config(num_segments=7, batch_size=3, latent_dim=2,
-                                    batch_reuse_epochs=reuse)
+    config, latent_dim = DataConfig(num_segments=7, batch_size=3, batch_reuse_epochs=reuse), 2
     data = {k: tf.constant(v) for k, v in resident.load(tiny_data_dir, tiny_info,
                                                         config).items()}
     order, perm, draw_seed, noise_seed = pipeline.stage_order(8, config, epoch, stage)
-    streamed = list(pipeline.train_dataset(tiny_data_dir, tiny_info, config, epoch, stage))
+    streamed = list(pipeline.train_dataset(tiny_data_dir, tiny_info, config, epoch, stage,
+                                           latent_dim))
     assert len(streamed) == 2 and order.shape == [6]
     for i, batch in enumerate(streamed):
         drawn = resident.draw_batch(data, order[3 * i:3 * i + 3], perm, draw_seed,
-                                    noise_seed, config)
+                                    noise_seed, config, latent_dim)
         assert drawn.keys() == batch.keys() == {"rgb", "flow", "labels", "rgb_noise",
                                                 "flow_noise"}
         for k in batch:

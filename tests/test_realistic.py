@@ -3,7 +3,7 @@ statistics, checked by counting on the generated arrays."""
 import numpy as np
 import pytest
 
-from dgam_tf.data import realistic, synthetic
+from dgam_tf.data import builtin, realistic, synthetic
 from dgam_tf.data.synthetic import ACTION, BACKGROUND
 
 SMALL = realistic.RealisticConfig(feature_dim=256, num_train=4, num_test=4)
@@ -65,7 +65,7 @@ def test_videos_are_reproducible_and_labelled_by_their_instances():
 
 def test_generate_writes_the_preset(tmp_path):
     from dgam_tf.data import records
-    info = synthetic.generate(str(tmp_path / "d"), preset="realistic", feature_dim=32,
+    info = builtin.generate(str(tmp_path / "d"), preset="realistic", feature_dim=32,
                               num_train=3, num_test=2)
     assert info.feature_dim == 32 and info.num_classes == 20
     assert "realistic" in records.load_info(str(tmp_path / "d")).name

@@ -22,6 +22,7 @@ from dgam_tf import main
 from dgam_tf.data import records, synthetic
 from dgam_tf.errors import UserError
 from dgam_tf.export import saved_model
+from dgam_tf.models import io as model_io
 from dgam_tf.training import train_lib
 
 gfile = tf.io.gfile
@@ -131,8 +132,8 @@ def test_the_whole_workflow_on_ram_gives_the_local_numbers_and_no_local_file(
     monkeypatch.setattr(io_utils, "SETTLE_SECONDS", 0.0)
     local = str(tmp_path / "local")
     convert_and_train(local)
-    models, settings = train_lib.load_models(f"{local}/model")
-    local_served = saved_model.DGAMServing(models, settings["class_names"], None, 4, 40)
+    models, settings, _ = model_io.load_models(f"{local}/model")
+    local_served = saved_model.DGAMServing(models, settings.class_names, None, 4, 40)
     local_outputs = local_served.serving_default(*serving_inputs().values())
     local_writes.clear()           # from here on: nothing on local disk
     for name in ("cwd", "home", "tmp"):
@@ -224,9 +225,9 @@ def test_interrupted_conversion_keeps_the_previous_dataset(ram):
 
 def test_interrupted_export_publishes_nothing_and_keeps_version_1(ram, tiny_model_dir,
                                                                  monkeypatch):
-    models, settings = train_lib.load_models(tiny_model_dir)
+    models, settings, _ = model_io.load_models(tiny_model_dir)
     export = lambda **kw: saved_model.export_models(  # noqa: E731
-        models, settings["class_names"], f"{ram}/dgam", test_min_segments=4,
+        models, settings.class_names, f"{ram}/dgam", test_min_segments=4,
         test_max_segments=40, **kw)
     assert export() == f"{ram}/dgam/1"
     before = snapshot(f"{ram}/dgam/1")
@@ -251,7 +252,7 @@ def test_interrupted_best_checkpoint_update_keeps_the_previous_best(
     monkeypatch.setattr(io_utils, "SETTLE_SECONDS", 0.0)
     scores = iter([0.5, 0.75])
 
-    def evaluate(models, data_dir, info, split, config, checkpoint=None):
+    def evaluate(models, data_dir, info, split, checkpoint=None, on_video=None):
         score = next(scores)
         return {"tiou_thresholds": [0.5], "mAP": [score], "average_mAP": score}
 
@@ -265,8 +266,8 @@ def test_interrupted_best_checkpoint_update_keeps_the_previous_best(
     monkeypatch.setattr(io_utils, "atomic_write_json", crash_on_second_best)
     model_dir = f"{ram}/model"
     with pytest.raises(Crash):
-        train_lib.train_and_evaluate(tiny_config(tiny_data_dir, model_dir, eval_every=1,
-                                                 streams=["rgb"], gam=False),
+        cfg = tiny_config(tiny_data_dir, model_dir, eval_every=1, streams=["rgb"], gam=False)
+        train_lib.train_and_evaluate(cfg.model_dir, cfg.data, cfg.model, cfg.train,
                                      evaluate_fn=evaluate)
     assert io_utils.read_json(f"{model_dir}/best/best.json") == {
         "epoch": 1, "split": "validation", "score": 0.5}

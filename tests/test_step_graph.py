@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 from tensorflow.python.grappler import tf_optimizer
 
-from conftest import tiny_config
+from conftest import make_trainer, tiny_config
 from dgam_tf.data import pipeline
 from dgam_tf.training import trainer as trainer_lib
 
@@ -75,11 +75,10 @@ def test_unordered_accesses_on_a_hand_built_graph():
 @pytest.mark.parametrize("stage", [trainer_lib.CVAE_STAGE, trainer_lib.MODEL_STAGE])
 def test_training_steps_order_every_read_with_its_updates(tiny_data_dir, tiny_info, tmp_path,
                                                            stage):
-    tr = trainer_lib.Trainer(tiny_config(tiny_data_dir, tmp_path / "m"), tiny_data_dir,
-                             tiny_info)
+    tr = make_trainer(tiny_config(tiny_data_dir, tmp_path / "m"), tiny_info)
     with pipeline.reading(tiny_data_dir, tiny_info, "train"):
-        batch = next(iter(tr._dataset(1, [stage])))
-    step = tr._steps[stage].get_concrete_function(batch, tf.constant(1.0))
+        batch = next(iter(tr.dataset(1, [stage])))
+    step = tr.step_fns[stage].get_concrete_function(batch, tf.constant(1.0))
     graph = optimized_graph(step)
     assert sum(n.op in WRITE_OPS for n in graph.node) > 0
     assert unordered_accesses(graph) == []

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from dgam_tf.data import records, synthetic
+from dgam_tf.data import builtin, records, synthetic
 from dgam_tf.errors import UserError
 
 TINY = dict(num_classes=3, feature_dim=16, num_train=5, num_validation=2, num_test=3,
@@ -15,7 +15,7 @@ TINY = dict(num_classes=3, feature_dim=16, num_train=5, num_validation=2, num_te
 def test_same_seed_same_bytes_other_seed_other_features(tmp_path):
     paths = [tmp_path / name for name in ("a", "b", "c")]
     for path, seed in zip(paths, (7, 7, 8)):
-        synthetic.generate(str(path), seed=seed, num_shards=2, **TINY)
+        builtin.generate(str(path), seed=seed, num_shards=2, **TINY)
     files = sorted(os.listdir(paths[0]))
     # dataset.json, gt.json and 3 splits of 2 shards.
     assert {"dataset.json", "gt.json"} <= set(files) and len(files) == 2 + 3 * 2
@@ -27,7 +27,7 @@ def test_same_seed_same_bytes_other_seed_other_features(tmp_path):
 
 
 def test_videos_match_their_labels_and_ground_truth(tmp_path):
-    info = synthetic.generate(str(tmp_path / "d"), seed=3, **TINY)
+    info = builtin.generate(str(tmp_path / "d"), seed=3, **TINY)
     assert info.class_names == ["action_00", "action_01", "action_02"]
     assert (info.streams, info.feature_dim) == (["rgb", "flow"], 16)
     assert records.load_info(str(tmp_path / "d")) == info
@@ -154,7 +154,7 @@ def test_difficulty_knobs_act_where_they_should():
                                  dict(min_segments=90, max_segments=80), dict(noise=-1.0)])
 def test_impossible_configs_are_user_errors(tmp_path, bad):
     with pytest.raises(UserError, match="synthetic"):
-        synthetic.generate(str(tmp_path / "d"), **dict(TINY, **bad))
+        builtin.generate(str(tmp_path / "d"), **dict(TINY, **bad))
     assert not (tmp_path / "d").exists()
 
 

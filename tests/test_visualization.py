@@ -1,6 +1,6 @@
 """Plots of a video's localization: the drawn data against numpy on a
 hand-made video, PNG files and summary images, --mode=visualize's
-plot_model_dir, and the images the trainer's periodic evaluation writes."""
+plot_model_dir, and the images the periodic validation of --mode=train writes."""
 import glob
 import os
 import shutil
@@ -11,11 +11,10 @@ import pytest
 import tensorflow as tf
 
 from conftest import tiny_config
+from dgam_tf import main
 from dgam_tf.data import records
 from dgam_tf.errors import UserError
-from dgam_tf.evaluation import evaluate
 from dgam_tf.localization.localize import Detection, StreamOutput
-from dgam_tf.training import trainer as trainer_lib
 from dgam_tf.visualization import plots
 
 CLASS_NAMES = ["a", "b", "c"]
@@ -146,9 +145,13 @@ def test_video_image_for_summaries():
     assert tf.reduce_any(image[..., :3] < 128)          # something is drawn
 
 
+def plot_model_dir(cfg):
+    return plots.plot_model_dir(cfg.model_dir, cfg.data, cfg.localization, cfg.evaluation)
+
+
 def test_plot_model_dir_draws_the_first_test_videos(tiny_data_dir, tiny_model_dir, tmp_path):
     model_dir = shutil.copytree(tiny_model_dir, tmp_path / "model")
-    paths = plots.plot_model_dir(tiny_config(tiny_data_dir, model_dir, num_plots=3))
+    paths = plot_model_dir(tiny_config(tiny_data_dir, model_dir, num_plots=3))
     first = [v.video_id for v in records.read_videos(tiny_data_dir, "test")][:3]
     assert paths == [os.path.join(model_dir, "plots", f"{v}.png") for v in first]
     assert sorted(os.listdir(os.path.join(model_dir, "plots"))) == sorted(
@@ -160,30 +163,24 @@ def test_plot_model_dir_draws_the_first_test_videos(tiny_data_dir, tiny_model_di
 
 def test_plot_model_dir_needs_a_plot(tiny_data_dir, tmp_path):
     with pytest.raises(UserError, match="--num_plots must be at least 1, got 0"):
-        plots.plot_model_dir(tiny_config(tiny_data_dir, tmp_path, num_plots=0))
+        plot_model_dir(tiny_config(tiny_data_dir, tmp_path, num_plots=0))
 
 
 def test_plot_videos_chooses_the_videos(tiny_data_dir, tiny_model_dir, tmp_path):
     model_dir = shutil.copytree(tiny_model_dir, tmp_path / "model")
     ids = [v.video_id for v in records.read_videos(tiny_data_dir, "test")]
-    paths = plots.plot_model_dir(tiny_config(tiny_data_dir, model_dir, num_plots=0,
-                                             plot_videos=[ids[2], ids[0]]))
+    paths = plot_model_dir(tiny_config(tiny_data_dir, model_dir, num_plots=0,
+                                       plot_videos=[ids[2], ids[0]]))
     assert paths == [os.path.join(model_dir, "plots", f"{v}.png") for v in (ids[0], ids[2])]
     with pytest.raises(UserError, match=r"--plot_videos: no video nope in split 'test'"):
-        plots.plot_model_dir(tiny_config(tiny_data_dir, model_dir, plot_videos=["nope", ids[1]]))
+        plot_model_dir(tiny_config(tiny_data_dir, model_dir, plot_videos=["nope", ids[1]]))
 
 
-def test_periodic_evaluation_writes_summary_images(tiny_data_dir, tiny_info, tmp_path):
-    config = tiny_config(tiny_data_dir, tmp_path / "m", num_plots=2)
-    trainer = trainer_lib.Trainer(
-        config, tiny_data_dir, tiny_info,
-        evaluate_fn=lambda models, split: evaluate.evaluate_split(
-            models, tiny_data_dir, tiny_info, split, config))
-    writer = tf.summary.create_file_writer(str(tmp_path / "logs"))
-    trainer._evaluate_and_keep_best(3, writer)
-    writer.flush()
+def test_periodic_validation_writes_summary_images(tiny_data_dir, tmp_path):
+    main.train(tiny_config(tiny_data_dir, tmp_path / "m", epochs=3, eval_every=3,
+                           num_plots=2))
     images = {}
-    for path in glob.glob(str(tmp_path / "logs" / "events.*")):
+    for path in glob.glob(str(tmp_path / "m" / "train" / "events.*")):
         for event in tf.compat.v1.train.summary_iterator(path):
             for value in event.summary.value:
                 if value.metadata.plugin_data.plugin_name == "images":

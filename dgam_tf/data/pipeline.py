@@ -97,24 +97,26 @@ def segment_indices(num_segments, position, draw_seed, config):
         tf.stack([tf.cast(draw_seed, tf.int64), tf.cast(position, tf.int64)]))
 
 
-def cvae_noise(position, noise_seed, config):
+def cvae_noise(position, noise_seed, config, latent_dim):
     """{stream + "_noise": standard normal [n, latent_dim]} of one draw position."""
     return {s + "_noise": tf.random.stateless_normal(
-        [config.num_segments, config.latent_dim],
+        [config.num_segments, latent_dim],
         seed=tf.stack([tf.cast(noise_seed, tf.int64) + k, tf.cast(position, tf.int64)]))
         for k, s in enumerate(config.streams)}
 
 
-def train_dataset(data_dir, info, config, epoch, stage, input_context=None):
+def train_dataset(data_dir, info, config, epoch, stage, latent_dim=None,
+                  input_context=None):
     """Batches of one training stage of one epoch.
 
     Args:
       data_dir: dataset folder.
       info: its records.DatasetInfo.
-      config: flags (train_split, streams, num_segments, batch_size, seed,
-        shuffle_buffer, batch_reuse_epochs).
+      config: DataConfig (train_split, streams, num_segments, batch_size,
+        seed, shuffle_buffer, batch_reuse_epochs).
       epoch: epoch number (0-based).
       stage: 1 (CVAE) or 2 (attention + classifier).
+      latent_dim: the CVAE's latent size L, to draw its noise; None: no GAM.
       input_context: tf.distribute.InputContext; shards videos across input
         pipelines and sets the per-replica batch size.
 
@@ -150,8 +152,8 @@ def train_dataset(data_dir, info, config, epoch, stage, input_context=None):
         out = {s: video[s] for s in config.streams}                # [n, D] each
         with tf.control_dependencies([has_labels]):
             out["labels"] = multi_hot(video["labels"], info.num_classes)
-        if config.gam:
-            out.update(cvae_noise(position, noise_seed, config))
+        if latent_dim:
+            out.update(cvae_noise(position, noise_seed, config, latent_dim))
         return out
 
     ds = ds.map(sample, num_parallel_calls=AUTOTUNE, deterministic=True)

@@ -89,12 +89,13 @@ def load(data_dir, info, config):
     return data
 
 
-def draw_batch(data, positions, perm, draw_seed, noise_seed, config):
+def draw_batch(data, positions, perm, draw_seed, noise_seed, config, latent_dim=None):
     """The batch of draw positions [b] (pipeline.stage_order), in-graph.
 
     Args:
       data: load()'s arrays as tensors; perm: int64 [N]; draw_seed,
-        noise_seed: int64 scalars.
+        noise_seed: int64 scalars; config: DataConfig; latent_dim: the
+        CVAE's L (None: no GAM, no noise).
 
     Returns:
       {stream: float32 [b, n, D], "labels": [b, C]} and, with GAM,
@@ -105,14 +106,14 @@ def draw_batch(data, positions, perm, draw_seed, noise_seed, config):
     def per_video(args):
         position, num_segments = args
         out = {"rows": pipeline.segment_indices(num_segments, position, draw_seed, config)}
-        if config.gam:
-            out.update(pipeline.cvae_noise(position, noise_seed, config))
+        if latent_dim:
+            out.update(pipeline.cvae_noise(position, noise_seed, config, latent_dim))
         return out
 
     signature = {"rows": tf.TensorSpec([config.num_segments], tf.int32)}
-    if config.gam:
+    if latent_dim:
         signature.update({s + "_noise": tf.TensorSpec(
-            [config.num_segments, config.latent_dim], tf.float32) for s in config.streams})
+            [config.num_segments, latent_dim], tf.float32) for s in config.streams})
     drawn = tf.map_fn(per_video, (positions, tf.gather(data["lengths"], videos)),
                       fn_output_signature=signature, parallel_iterations=8)
     rows = tf.gather(data["starts"], videos)[:, None] + tf.cast(drawn.pop("rows"), tf.int64)

@@ -26,15 +26,9 @@ import os
 
 import numpy as np
 
-from dgam_tf import flags as dgam_flags
 from dgam_tf import io_utils
+from dgam_tf.config import THUMOS14_TIOU_THRESHOLDS
 from dgam_tf.errors import UserError
-
-# The thresholds the papers report; linspace values, as in the reference.
-THUMOS14_TIOU_THRESHOLDS = tuple(float(t) for t in np.linspace(0.1, 0.9, 9))
-ACTIVITYNET_TIOU_THRESHOLDS = tuple(
-    float(t) for t in np.linspace(0.5, 0.95, 10))
-DATASET_TIOU_THRESHOLDS = {"activitynet12": ACTIVITYNET_TIOU_THRESHOLDS}
 
 # Named averages of mAP over tIoU ranges, added when all thresholds of a
 # range were evaluated: THUMOS14 reports the first three, ActivityNet the last.
@@ -48,13 +42,6 @@ AVERAGE_RANGES = {
 # ActivityNet files say "training"/"validation"/"testing", THUMOS14
 # conversions often "train"/"val"/"test"; either spelling selects the subset.
 _SUBSET_ALIASES = {"train": "training", "val": "validation", "test": "testing"}
-
-
-def thresholds_from_flags(config):
-    """--tiou_thresholds, or unset the --dataset's (THUMOS14's for others)."""
-    if config.tiou_thresholds:
-        return dgam_flags.floats(config.tiou_thresholds, "tiou_thresholds")
-    return DATASET_TIOU_THRESHOLDS.get(config.dataset, THUMOS14_TIOU_THRESHOLDS)
 
 
 def as_typed(value):

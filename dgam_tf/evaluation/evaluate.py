@@ -9,13 +9,16 @@ import tensorflow as tf
 
 from dgam_tf import io_utils
 from dgam_tf.data import pipeline
+from dgam_tf.data.resolve import resolve_data
 from dgam_tf.errors import UserError
 from dgam_tf.evaluation import detection
 from dgam_tf.localization import localize
+from dgam_tf.models import io as model_io
 from dgam_tf.models.dgam import video_outputs
 
+
 @functools.lru_cache(maxsize=8)
-def _output_fn(attention, classifier, num_classes):
+def output_fn(attention, classifier, num_classes):
     """Per-video outputs as one traced function for any length n (cached, so
     periodic evaluations during training reuse the trace)."""
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32)])
@@ -24,26 +27,26 @@ def _output_fn(attention, classifier, num_classes):
     return fn
 
 
-def infer_split(modules, data_dir, info, split, config):
+def infer_split(modules, data_dir, info, split, data, localization):
     """Runs the models over a split, video by video.
 
     Args:
       modules: {stream: (attention, classifier)} (one or two streams).
+      data: DataConfig (its test sampling); localization: LocalizationConfig.
 
     Yields:
       (video dict of numpy values from pipeline.eval_dataset,
        {stream: localize.StreamOutput}, [localize.Detection]).
     """
-    loc_config = localize.LocalizationConfig.from_flags(config)
-    fns = {s: _output_fn(a, c, info.num_classes) for s, (a, c) in modules.items()}
+    fns = {s: output_fn(a, c, info.num_classes) for s, (a, c) in modules.items()}
     count = 0
     with pipeline.reading(data_dir, info, split):
-        for count, video in enumerate(pipeline.eval_dataset(data_dir, info, split, config), 1):
+        for count, video in enumerate(pipeline.eval_dataset(data_dir, info, split, data), 1):
             outputs = {s: localize.StreamOutput(*(t.numpy() for t in fn(video[s])))
                        for s, fn in fns.items()}
             video = {k: v.numpy() for k, v in video.items()}
             detections = localize.localize_video(
-                outputs, int(video["num_segments"]), loc_config,
+                outputs, int(video["num_segments"]), localization,
                 seconds_per_segment=float(video["seconds_per_segment"]))
             yield video, outputs, detections
     if count < info.splits[split]["num_videos"]:
@@ -72,7 +75,7 @@ def frame_statistics(samples, attention_high, cls_high):
             "att_and_gt_minus_cls": counts[3] / gt_total}
 
 
-def _frame_sample(video, output):
+def frame_sample(video, output):
     """(attention, labelled-class score, in-gt mask) at the sampled positions."""
     n, t = output.attention.shape[0], int(video["num_segments"])
     centre = (np.arange(n) * t // n + 0.5) * float(video["seconds_per_segment"])  # [n] s
@@ -95,13 +98,20 @@ def _score(detections_by_video, gt, class_names, thresholds):
         gt, detection.parse_predictions(scored, gt.class_names), thresholds))
 
 
-def evaluate_modules(modules, data_dir, info, split, config, checkpoint=None):
+def evaluate_modules(modules, data_dir, info, split, data, localization, evaluation,
+                     checkpoint=None, on_video=None):
     """Localizes a split and scores it, fused and, with two streams, each
     stream alone (one-stream localization, v = u, on the same outputs).
 
     Args:
+      modules: {stream: (attention, classifier)}.
+      data: DataConfig (test sampling, dataset name); localization:
+        LocalizationConfig; evaluation: EvalConfig (tIoU thresholds,
+        frame-set thresholds).
       checkpoint: what was evaluated, recorded in the metrics: a path, or
         {"attention": path, "classifier": path} for a module swap.
+      on_video: called with each (video, outputs, detections) of
+        `infer_split` (the periodic validation's images), or None.
 
     Returns:
       metrics dict: detection.evaluate's keys plus named averages (fused),
@@ -110,16 +120,18 @@ def evaluate_modules(modules, data_dir, info, split, config, checkpoint=None):
       data, sampling and localization settings) and "results", the
       ActivityNet result JSON object of the (fused) detections.
     """
-    loc_config = localize.LocalizationConfig.from_flags(config)
     alone = list(modules) if len(modules) > 1 else []
     database, samples = {}, {s: [] for s in modules}
     detections = {key: {} for key in [None] + alone}   # None: all streams together
-    for video, outputs, dets in infer_split(modules, data_dir, info, split, config):
+    for video, outputs, dets in infer_split(modules, data_dir, info, split, data,
+                                            localization):
+        if on_video is not None:
+            on_video(video, outputs, dets)
         vid = video["video_id"].decode()
         detections[None][vid] = dets
         for s in alone:
             detections[s][vid] = localize.localize_video(
-                {s: outputs[s]}, int(video["num_segments"]), loc_config,
+                {s: outputs[s]}, int(video["num_segments"]), localization,
                 seconds_per_segment=float(video["seconds_per_segment"]))
         database[vid] = {"subset": split, "duration": float(video["duration"]),
                          "annotations": [
@@ -127,24 +139,24 @@ def evaluate_modules(modules, data_dir, info, split, config, checkpoint=None):
                              for s, e, c in zip(video["gt_start"], video["gt_end"],
                                                 video["gt_label"])]}
         for s, out in outputs.items():
-            samples[s].append(_frame_sample(video, out))
+            samples[s].append(frame_sample(video, out))
     gt = detection.parse_ground_truth({"database": database}, split,
                                       source=f"split '{split}' of {data_dir}")
-    thresholds = detection.thresholds_from_flags(config)
+    thresholds = evaluation.tiou_thresholds
     metrics = _score(detections[None], gt, info.class_names, thresholds)
     if alone:
         metrics["streams"] = {s: _score(detections[s], gt, info.class_names, thresholds)
                               for s in alone}
     metrics["frame_statistics"] = {
-        s: frame_statistics(v, config.attention_high, config.cls_high)
+        s: frame_statistics(v, evaluation.attention_high, evaluation.cls_high)
         for s, v in samples.items()}
     metrics["split"] = split
     metrics["source"] = {
         "checkpoint": checkpoint, "data_dir": io_utils.abspath(data_dir),
-        "dataset": info.name or config.dataset, "streams": list(modules),
-        "sampling": {"test_min_segments": config.test_min_segments,
-                     "test_max_segments": config.test_max_segments},
-        "localization": dataclasses.asdict(loc_config)}
+        "dataset": info.name or data.dataset, "streams": list(modules),
+        "sampling": {"test_min_segments": data.test_min_segments,
+                     "test_max_segments": data.test_max_segments},
+        "localization": dataclasses.asdict(localization)}
     metrics["results"] = localize.results_json(detections[None], info.class_names)
     return metrics
 
@@ -154,15 +166,18 @@ def stream_modules(models):
     return {s: (m.attention, m.classifier) for s, m in models.items()}
 
 
-def evaluate_split(models, data_dir, info, split, config, checkpoint=None):
-    """evaluate_modules for {stream: StreamModel} (training's hook)."""
-    return evaluate_modules(stream_modules(models), data_dir, info, split, config, checkpoint)
+def evaluate_split(models, data_dir, info, split, *, data, localization, evaluation,
+                   checkpoint=None, on_video=None):
+    """evaluate_modules for {stream: StreamModel} (training's evaluate_fn,
+    with the three configs bound)."""
+    return evaluate_modules(stream_modules(models), data_dir, info, split, data, localization,
+                            evaluation, checkpoint, on_video)
 
 
-def load_modules(config):
-    """Restores --model_dir, or the module-swap model folders
-    (--attention_checkpoint / --classifier_checkpoint), for the data of
-    --data_dir (default: the built-in data).
+def load_modules(model_dir, data, evaluation):
+    """Restores the model in model_dir, or the module-swap model folders
+    (EvalConfig's attention_checkpoint / classifier_checkpoint), for the
+    data of the DataConfig (default: the built-in data).
 
     Returns:
       (data_dir, DatasetInfo, {stream: (attention, classifier)}).
@@ -170,10 +185,10 @@ def load_modules(config):
     Raises:
       UserError: as `restore_modules`.
     """
-    return restore_modules(config)[:3]
+    return restore_modules(model_dir, data, evaluation)[:3]
 
 
-def restore_modules(config):
+def restore_modules(model_dir, data, evaluation):
     """`load_modules` plus what was restored.
 
     Returns:
@@ -185,48 +200,49 @@ def restore_modules(config):
       UserError: no such model or checkpoint, or a model trained on other
         classes than those of the data.
     """
-    from dgam_tf.training import train_lib
-    data_dir, info = train_lib.resolve_data(config)
-    attention_dir = config.attention_checkpoint or config.model_dir
-    classifier_dir = config.classifier_checkpoint or config.model_dir
+    data_dir, info = resolve_data(data)
+    attention_dir = evaluation.attention_checkpoint or model_dir
+    classifier_dir = evaluation.classifier_checkpoint or model_dir
     loaded, paths = {}, {}
-    for model_dir in dict.fromkeys((attention_dir, classifier_dir)):
-        models, settings = train_lib.load_models(model_dir, config.checkpoint,
-                                                 config.streams)
-        if settings["class_names"] != info.class_names:
-            raise UserError(f"the model in {model_dir} was trained on other classes "
+    for folder in dict.fromkeys((attention_dir, classifier_dir)):
+        models, settings, path = model_io.load_models(folder, evaluation.checkpoint,
+                                                      data.streams)
+        if list(settings.class_names) != info.class_names:
+            raise UserError(f"the model in {folder} was trained on other classes "
                             f"than those of {data_dir}")
-        loaded[model_dir], paths[model_dir] = models, io_utils.abspath(settings["checkpoint"])
+        loaded[folder], paths[folder] = models, io_utils.abspath(path)
     modules = {s: (loaded[attention_dir][s].attention, loaded[classifier_dir][s].classifier)
-               for s in config.streams}
+               for s in data.streams}
     checkpoint = paths[attention_dir] if attention_dir == classifier_dir else {
         "attention": paths[attention_dir], "classifier": paths[classifier_dir]}
     return data_dir, info, modules, checkpoint
 
 
-def evaluate_model_dir(config):
-    """--mode=eval: evaluates --test_split with the models of `load_modules`."""
-    data_dir, info, modules, checkpoint = restore_modules(config)
-    return evaluate_modules(modules, data_dir, info, config.test_split, config, checkpoint)
+def evaluate_model_dir(model_dir, data, localization, evaluation):
+    """--mode=eval: evaluates the test split with the models of `load_modules`."""
+    data_dir, info, modules, checkpoint = restore_modules(model_dir, data, evaluation)
+    return evaluate_modules(modules, data_dir, info, data.test_split, data, localization,
+                            evaluation, checkpoint)
 
 
-def output_paths(config, split):
-    """(metrics, detections) paths of one evaluation: --output_metrics_json
-    (default <model_dir>/metrics.json) and, beside it, detections_<split>.json,
-    or NAME_detections_<split>.json for metrics named NAME.json."""
-    metrics_path = config.output_metrics_json or os.path.join(config.model_dir, "metrics.json")
+def output_paths(model_dir, evaluation, split):
+    """(metrics, detections) paths of one evaluation: EvalConfig's
+    output_metrics_json (default <model_dir>/metrics.json) and, beside it,
+    detections_<split>.json, or NAME_detections_<split>.json for metrics
+    named NAME.json."""
+    metrics_path = evaluation.output_metrics_json or os.path.join(model_dir, "metrics.json")
     stem = os.path.splitext(os.path.basename(metrics_path))[0]
     name = f"detections_{split}.json" if stem == "metrics" else f"{stem}_detections_{split}.json"
     return metrics_path, os.path.join(os.path.dirname(metrics_path), name)
 
 
-def report(metrics, config):
+def report(metrics, model_dir, evaluation):
     """Prints the mAP table (each stream alone and fused) and writes the
     metrics and the detections JSON atomically, at `output_paths`."""
     metrics = dict(metrics)
     results = metrics.pop("results")
     split = metrics["split"]
-    metrics_path, detections_path = output_paths(config, split)
+    metrics_path, detections_path = output_paths(model_dir, evaluation, split)
     metrics["detections"] = io_utils.abspath(detections_path)
     io_utils.atomic_write_json(detections_path, results)
     io_utils.atomic_write_json(metrics_path, metrics)

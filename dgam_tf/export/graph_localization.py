@@ -20,7 +20,8 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from dgam_tf.localization.localize import SECONDS_PER_SEGMENT, LocalizationConfig
+from dgam_tf.config import LocalizationConfig
+from dgam_tf.localization.localize import SECONDS_PER_SEGMENT
 
 
 class StreamTensors(NamedTuple):

@@ -34,15 +34,15 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
-from dgam_tf import flags as dgam_flags
 from dgam_tf import io_utils
+from dgam_tf.config import STREAMS, DataConfig, LocalizationConfig
 from dgam_tf.data import sampling
 from dgam_tf.errors import UserError
 from dgam_tf.export import graph_localization
-from dgam_tf.localization.localize import SECONDS_PER_SEGMENT, LocalizationConfig
+from dgam_tf.localization.localize import SECONDS_PER_SEGMENT
+from dgam_tf.models import io as model_io
 from dgam_tf.models.dgam import video_outputs
 from dgam_tf.serving import client
-from dgam_tf.training import train_lib
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 # Segments of the (all-zero) video in the warm-up requests.
@@ -58,7 +58,8 @@ class DGAMServing(tf.Module):
     """
 
     def __init__(self, models, class_names, localization_config=None,
-                 test_min_segments=50, test_max_segments=400):
+                 test_min_segments=DataConfig.test_min_segments,
+                 test_max_segments=DataConfig.test_max_segments):
         """Wraps trained models.
 
         Args:
@@ -73,9 +74,9 @@ class DGAMServing(tf.Module):
             match the models.
         """
         super().__init__(name="dgam_serving")
-        self._streams = [s for s in dgam_flags.STREAMS if s in models]
+        self._streams = [s for s in STREAMS if s in models]
         if not self._streams or len(self._streams) != len(models):
-            raise ValueError(f"expected models of streams {dgam_flags.STREAMS}, got {list(models)}")
+            raise ValueError(f"expected models of streams {STREAMS}, got {list(models)}")
         first = models[self._streams[0]]
         self._feature_dim = first.feature_dim
         self._num_classes = first.num_classes
@@ -247,7 +248,8 @@ def next_version(export_dir):
 
 
 def export_models(models, class_names, export_dir, *, version=None, overwrite=False,
-                  localization_config=None, test_min_segments=50, test_max_segments=400):
+                  localization_config=None, test_min_segments=DataConfig.test_min_segments,
+                  test_max_segments=DataConfig.test_max_segments):
     """Writes models as SavedModel version `<export_dir>/<version>/`.
 
     The version is written into a temporary folder inside `export_dir`, then
@@ -288,7 +290,8 @@ def export_models(models, class_names, export_dir, *, version=None, overwrite=Fa
 
 
 def export(model_dir, export_dir, *, version=None, overwrite=False, checkpoint="latest",
-           localization_config=None, test_min_segments=50, test_max_segments=400):
+           localization_config=None, test_min_segments=DataConfig.test_min_segments,
+           test_max_segments=DataConfig.test_max_segments):
     """Restores a trained model and exports it (see `export_models`).
 
     Args:
@@ -302,18 +305,8 @@ def export(model_dir, export_dir, *, version=None, overwrite=False, checkpoint="
     Raises:
       UserError: no trained model or checkpoint, or as in `export_models`.
     """
-    models, settings = train_lib.load_models(model_dir, checkpoint)
-    return export_models(models, settings["class_names"], export_dir, version=version,
+    models, settings, _ = model_io.load_models(model_dir, checkpoint)
+    return export_models(models, settings.class_names, export_dir, version=version,
                          overwrite=overwrite, localization_config=localization_config,
                          test_min_segments=test_min_segments,
                          test_max_segments=test_max_segments)
-
-
-def export_from_flags(config):
-    """--mode=export: exports --model_dir to --export_dir; returns the folder."""
-    dgam_flags.validate(config)
-    return export(config.model_dir, config.export_dir, version=config.export_version,
-                  overwrite=config.overwrite, checkpoint=config.checkpoint,
-                  localization_config=LocalizationConfig.from_flags(config),
-                  test_min_segments=config.test_min_segments,
-                  test_max_segments=config.test_max_segments)

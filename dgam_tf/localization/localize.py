@@ -6,74 +6,15 @@ outer-inner scoring, conversion to seconds and the two-stream fusion with
 NMS; plus the ActivityNet result JSON for many videos.
 """
 import dataclasses
-from typing import Mapping, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
-from dgam_tf import flags as dgam_flags
-from dgam_tf.errors import UserError
+from dgam_tf.config import LocalizationConfig
 from dgam_tf.localization import proposals
 
 # Seconds covered by one feature segment: 16 frames at 25 fps.
 SECONDS_PER_SEGMENT = 0.64
-
-
-@dataclasses.dataclass(frozen=True)
-class LocalizationConfig:
-    """Hyper-parameters of §5; the defaults are the THUMOS14 ones.
-
-    Attributes:
-      class_threshold: classes with probability above it are predicted (else
-        the argmax alone).
-      fusion_alpha: per stream, the weight of its own T-CAM in the score v
-        (the other stream's T-CAM gets 1 - alpha).
-      proposal_threshold: per stream, positions where
-        (1 - attention_weight) u + attention_weight lambda^2 (smoothed if
-        `smooth_sigma` > 0) is above it are kept.
-      smooth_sigma: sigma in upsampled positions of the Gaussian smoothing of
-        that quantity before thresholding (scipy's gaussian_filter1d
-        defaults: 'reflect' borders, radius int(4 sigma + 0.5)); 0 = none.
-      upsample: upsampling factor of u, v and lambda.
-      attention_weight: the 0.2 in 0.8 u + 0.2 lambda^2.
-      outer_weight: weight of the outer means in the outer-inner score.
-      nms_iou: IoU above which NMS drops a fused proposal.
-    """
-    class_threshold: float = 0.1
-    fusion_alpha: Mapping[str, float] = dataclasses.field(
-        default_factory=lambda: {"rgb": 0.35, "flow": 0.65})
-    proposal_threshold: Mapping[str, float] = dataclasses.field(
-        default_factory=lambda: {"rgb": 0.03, "flow": 0.08})
-    smooth_sigma: float = 0.0
-    upsample: int = 20
-    attention_weight: float = 0.2
-    outer_weight: float = 0.3
-    nms_iou: float = 0.5
-
-    @classmethod
-    def from_flags(cls, config):
-        """The settings given by the localization flags."""
-        return cls(class_threshold=config.class_threshold,
-                   fusion_alpha=dgam_flags.per_stream(config, "fusion_alpha"),
-                   proposal_threshold=dgam_flags.per_stream(config, "proposal_threshold"),
-                   smooth_sigma=config.proposal_smooth_sigma,
-                   outer_weight=config.outer_weight,
-                   nms_iou=config.nms_iou)
-
-    @classmethod
-    def for_dataset(cls, dataset):
-        """The published settings for "thumos14" or "activitynet12".
-
-        Raises:
-          UserError: unknown dataset name.
-        """
-        if dataset == "thumos14":
-            return cls()
-        if dataset == "activitynet12":
-            return cls(fusion_alpha={"rgb": 0.5, "flow": 0.5},
-                       proposal_threshold={"rgb": 0.01, "flow": 0.01},
-                       smooth_sigma=25.0)
-        raise UserError(f"unknown dataset {dataset!r} for localization "
-                        "settings; expected 'thumos14' or 'activitynet12'")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,11 +25,6 @@ class StreamModel(keras.Model):
         self.cvae = CVAE(feature_dim, cvae_hidden, latent_dim, initializer,
                          name="cvae") if gam else None
 
-    @classmethod
-    def from_config_flags(cls, config, feature_dim, num_classes, name):
-        return cls(feature_dim, num_classes, config.attention_hidden, config.cvae_hidden,
-                   config.latent_dim, config.gam, config.initializer, name=name)
-
     def build_all(self):
         """Creates every variable (before restoring a checkpoint)."""
         x = tf.zeros([1, 2, self.feature_dim])

@@ -5,7 +5,8 @@ does not predict), then the detections (with scores) and the ground truth
 as bars.
 
 Written as PNG files by `--mode=visualize` (`plot_model_dir`) and as image
-tensors for `tf.summary.image` during training (`summary_images`). Drawing
+tensors for `tf.summary.image` during training (`video_image`, given the
+periodic validation's own outputs by main.py). Drawing
 uses matplotlib's Agg canvas directly (no pyplot): no display is needed and
 no global figure state is kept.
 """
@@ -24,6 +25,7 @@ from matplotlib.font_manager import FontProperties
 from matplotlib.textpath import TextPath
 
 from dgam_tf import io_utils
+from dgam_tf.config import LocalizationConfig
 from dgam_tf.errors import UserError
 from dgam_tf.evaluation import evaluate
 from dgam_tf.localization import localize
@@ -165,7 +167,7 @@ def _draw_bars(ax, video, layout, class_names):
 
 
 def draw_video(video, outputs, detections, class_names,
-               class_threshold=localize.LocalizationConfig.class_threshold, dpi=PNG_DPI):
+               class_threshold=LocalizationConfig.class_threshold, dpi=PNG_DPI):
     """Draws one video's localization.
 
     Args:
@@ -201,7 +203,7 @@ def draw_video(video, outputs, detections, class_names,
 
 
 def plot_video(video, outputs, detections, class_names, path,
-               class_threshold=localize.LocalizationConfig.class_threshold):
+               class_threshold=LocalizationConfig.class_threshold):
     """Writes `draw_video`'s figure to `path` as a PNG, atomically; returns path."""
     buffer = io.BytesIO()
     draw_video(video, outputs, detections, class_names, class_threshold).savefig(
@@ -211,7 +213,7 @@ def plot_video(video, outputs, detections, class_names, path,
 
 
 def video_image(video, outputs, detections, class_names,
-                class_threshold=localize.LocalizationConfig.class_threshold):
+                class_threshold=LocalizationConfig.class_threshold):
     """`draw_video`'s figure as a uint8 RGBA tensor [1, H, W, 4] for
     tf.summary.image."""
     fig = draw_video(video, outputs, detections, class_names, class_threshold,
@@ -220,7 +222,7 @@ def video_image(video, outputs, detections, class_names,
     return tf.constant(np.asarray(fig.canvas.buffer_rgba())[None])
 
 
-def _videos(modules, data_dir, info, split, config, count, video_ids=()):
+def _videos(modules, data_dir, info, split, data, localization, count, video_ids=()):
     """Items of evaluate.infer_split: those of `video_ids` if any are given,
     else the first `count`, in split order; reading stops once they are in.
 
@@ -228,8 +230,8 @@ def _videos(modules, data_dir, info, split, config, count, video_ids=()):
       UserError: a video id that is not in the split.
     """
     wanted, chosen = set(video_ids), []
-    with contextlib.closing(evaluate.infer_split(modules, data_dir, info, split,
-                                                 config)) as items:
+    with contextlib.closing(evaluate.infer_split(modules, data_dir, info, split, data,
+                                                 localization)) as items:
         if not wanted:
             return list(itertools.islice(items, count))
         for item in items:
@@ -244,44 +246,31 @@ def _videos(modules, data_dir, info, split, config, count, video_ids=()):
     return chosen
 
 
-def summary_images(modules, data_dir, info, split, config):
-    """Yields (video_id, image [1, H, W, 4]) for the first --num_plots videos
-    of `split`, for tf.summary.image.
-
-    Args:
-      modules: {stream: (attention, classifier)}.
-    """
-    for video, outputs, detections in _videos(modules, data_dir, info, split, config,
-                                              config.num_plots):
-        yield _video_id(video), video_image(
-            video, outputs, detections, info.class_names, config.class_threshold)
-
-
 def _file_name(video):
     """A PNG file name for the video (characters unsafe in paths replaced)."""
     return re.sub(r"[^\w.-]", "_", _video_id(video)) + ".png"
 
 
-def plot_model_dir(config):
-    """--mode=visualize: draws the --plot_videos of --test_split, or else its
-    first --num_plots videos, with the models of evaluate.load_modules
-    (--model_dir, or the module-swap folders) into
+def plot_model_dir(model_dir, data, localization, evaluation):
+    """--mode=visualize: draws EvalConfig's plot_videos of the test split, or
+    else its first num_plots videos, with the models of
+    evaluate.load_modules (model_dir, or the module-swap folders) into
     <model_dir>/plots/<video_id>.png.
 
     Returns:
       The written paths, in split order.
 
     Raises:
-      UserError: --num_plots below 1 without --plot_videos, a --plot_videos
-        id not in the split, or what load_modules raises.
+      UserError: num_plots below 1 without plot_videos, a plot_videos id
+        not in the split, or what load_modules raises.
     """
-    if config.num_plots < 1 and not config.plot_videos:
-        raise UserError(f"--num_plots must be at least 1, got {config.num_plots}")
-    data_dir, info, modules = evaluate.load_modules(config)
-    out_dir = os.path.join(config.model_dir, "plots")
+    if evaluation.num_plots < 1 and not evaluation.plot_videos:
+        raise UserError(f"--num_plots must be at least 1, got {evaluation.num_plots}")
+    data_dir, info, modules = evaluate.load_modules(model_dir, data, evaluation)
+    out_dir = os.path.join(model_dir, "plots")
     return [plot_video(video, outputs, detections, info.class_names,
                        os.path.join(out_dir, _file_name(video)),
-                       config.class_threshold)
+                       localization.class_threshold)
             for video, outputs, detections in _videos(
-                modules, data_dir, info, config.test_split, config, config.num_plots,
-                config.plot_videos)]
+                modules, data_dir, info, data.test_split, data, localization,
+                evaluation.num_plots, evaluation.plot_videos)]

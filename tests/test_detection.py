@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from dgam_tf import flags as dgam_flags
+from dgam_tf import config
 from dgam_tf.errors import UserError
 from dgam_tf.evaluation import detection
 
@@ -166,18 +166,8 @@ def test_missing_files_and_empty_subsets(tmp_path):
         detection.parse_predictions({"version": 1}, ("A",))
 
 
-@pytest.mark.parametrize("argv, expected", [
-    ([], [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]),
-    (["--dataset=activitynet12"], [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95]),
-    (["--dataset=activitynet12", "--tiou_thresholds=0.3,0.7"], [0.3, 0.7]),
-])
-def test_thresholds_follow_the_dataset_unless_given(argv, expected):
-    thresholds = detection.thresholds_from_flags(dgam_flags.make_config(argv))
-    assert thresholds == pytest.approx(expected, abs=1e-12)
-
-
 def test_named_averages_and_table():
-    metrics = {"tiou_thresholds": list(detection.THUMOS14_TIOU_THRESHOLDS),
+    metrics = {"tiou_thresholds": list(config.THUMOS14_TIOU_THRESHOLDS),
                "mAP": [0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01],
                "average_mAP": 0.0, "num_predictions": 1,
                "num_ground_truth": 2}
@@ -198,7 +188,7 @@ def test_named_averages_and_table():
     assert lines[4].startswith("average mAP (rgb): 0.1:0.5 10.00, 0.3:0.7 10.00")
     assert lines[5].startswith("average mAP (fused): 0.1:0.5 40.00")
     anet = detection.add_average_mAPs(
-        {"tiou_thresholds": list(detection.ACTIVITYNET_TIOU_THRESHOLDS),
+        {"tiou_thresholds": list(config.ACTIVITYNET_TIOU_THRESHOLDS),
          "mAP": list(np.arange(10) / 10)})
     assert anet["average_mAP_0.5:0.95"] == pytest.approx(0.45)
     assert "average_mAP_0.1:0.5" not in anet
