@@ -1,8 +1,10 @@
-"""Atomic outputs: nothing half-written, nothing replaced unless asked."""
+"""Atomic outputs: nothing half-written, nothing replaced unless asked; a
+--model_dir that cannot be written is refused before any work."""
 import os
 
 import pytest
 
+from conftest import tiny_config, train
 from dgam_tf import io_utils
 from dgam_tf.errors import UserError
 
@@ -82,3 +84,11 @@ def test_only_the_chief_of_a_multi_worker_run_locks(tmp_path, monkeypatch, tf_co
         monkeypatch.setenv("TF_CONFIG", tf_config)
     with io_utils.model_dir_lock(str(tmp_path), multi_worker=True):
         assert (tmp_path / io_utils.LOCK_FILE).exists() == locks
+
+
+def test_unwritable_model_dir_is_refused_before_any_work(tiny_data_dir, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(UserError, match="cannot write to --model_dir"):
+        train(tiny_config(tiny_data_dir, blocker / "run"))
+

@@ -21,6 +21,8 @@ import sys
 import pytest
 
 from conftest import tfrecord_ends
+from dgam_tf import flags as dgam_flags
+from dgam_tf import main
 from dgam_tf.data import records
 from dgam_tf.models import io as model_io
 
@@ -304,3 +306,15 @@ def test_skip_bad_records_trains_on_the_good_videos_and_says_so(cli):
     assert ("--skip_bad_records: split 'train' keeps 7 of the 8 videos dataset.json declares; "
             f"1 bad part(s), first: {tmp}/flipped_data/train-00000-of-00002.tfrecord from "
             "record 3 on: ") in result.stdout
+
+
+def test_model_flags_the_user_set_that_the_model_does_not_have_are_warned_about(
+        tiny_model_dir, capsys):
+    # The tiny model: attention_hidden=8, latent_dim=4, gam=true. An unset
+    # flag (cvae_hidden: default 128, model 8) is no one's mistake.
+    fv = dgam_flags.make_config(["--latent_dim=5", "--nogam", "--attention_hidden=8",
+                                 "--streams=rgb", "--mode=eval"], model_dir=tiny_model_dir)
+    main.warn_ignored_model_flags(fv, dgam_flags.parse(fv))
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning: --latent_dim=5 is ignored: the model in {tiny_model_dir} has latent_dim=4",
+        f"warning: --gam=false is ignored: the model in {tiny_model_dir} has gam=true"]

@@ -1,0 +1,35 @@
+"""models/io.py: restoring (the baseline without GAM has no CVAE), a missing
+checkpoint named with those that exist, a model_dir of another model refused."""
+import re
+
+import pytest
+
+from conftest import tiny_config, train
+from dgam_tf.errors import UserError
+from dgam_tf.models import io as model_io
+
+
+def test_baseline_without_gam_has_no_cvae(tiny_data_dir, tmp_path):
+    train(tiny_config(tiny_data_dir, tmp_path / "m", gam=False, epochs=1))
+    models, settings, _ = model_io.load_models(str(tmp_path / "m"))
+    assert settings.gam is False
+    assert all(m.cvae is None for m in models.values())
+
+
+@pytest.mark.parametrize("checkpoint, message", [
+    ("bst", "--checkpoint=bst is not latest, best or a checkpoint path; {m}/checkpoints has "
+            "ckpt-1, ckpt-2"),
+    ("{m}/checkpoints/ckpt-7", "--checkpoint={m}/checkpoints/ckpt-7 is not latest, best or a "
+                               "checkpoint path; {m}/checkpoints has ckpt-1, ckpt-2"),
+    ("best", "no best checkpoint in {m} (best/ is kept by --eval_every on a validation split)"),
+])
+def test_a_missing_checkpoint_is_named_with_those_that_exist(tiny_model_dir, checkpoint,
+                                                             message):
+    with pytest.raises(UserError, match=re.escape(message.format(m=tiny_model_dir))):
+        model_io.load_models(tiny_model_dir, checkpoint.format(m=tiny_model_dir))
+
+
+def test_model_dir_of_another_model_is_refused(tiny_data_dir, tiny_model_dir):
+    config = tiny_config(tiny_data_dir, tiny_model_dir, latent_dim=5, epochs=1)
+    with pytest.raises(UserError, match="other settings .*latent_dim"):
+        train(config)
