@@ -7,8 +7,9 @@ THUMOS14's 200 training videos (log-normal, mean about 350, longest 2,700;
 the same distribution for the larger set). Then, for each set, a fresh child
 process (so that peak RSS is its own) iterates
 `dgam_tf.data.pipeline.train_dataset(...)` with a `dgam_tf.config.DataConfig`
-(batch 32, n = 400, two streams, with the CVAE noise) over several epochs, both stages per epoch, exactly as the trainer
-does (a new dataset per stage), and reports:
+(batch 32, n = 400, two streams, with the CVAE noise) over several epochs,
+both stages per epoch, exactly as the trainer does (a new dataset per
+stage), and reports:
 
 * videos/s over all epochs (dataset start-up, i.e. filling the shuffle
   buffer, included), and in steady state (first batch of each stage excluded);

@@ -132,7 +132,8 @@ def test_module_swap_uses_attention_of_one_model_and_classifier_of_the_other(
         tiny_data_dir, tiny_info, tiny_model_dir, baseline_model_dir, tmp_path):
     config = tiny_config(tiny_data_dir, tmp_path, attention_checkpoint=tiny_model_dir,
                          classifier_checkpoint=baseline_model_dir)
-    data_dir, info, modules = evaluate.load_modules(config.model_dir, config.data, config.evaluation)
+    data_dir, info, modules = evaluate.load_modules(config.model_dir, config.data,
+                                                    config.evaluation)
     gam, _, _ = model_io.load_models(tiny_model_dir)
     baseline, _, _ = model_io.load_models(baseline_model_dir)
     num_videos = 0
