@@ -26,8 +26,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     data_dir, overrides = sys.argv[1], json.loads(sys.argv[2])
     info = records.load_info(data_dir)
     out = {}
-    for strategy, residency in [("default", "stream"), ("mirrored", "stream"),
-                                ("mirrored", "memory")]:
+    for strategy, residency in json.loads(sys.argv[4]):
         config = dgam_flags.parse_args(data_dir=data_dir, model_dir=sys.argv[3] + strategy,
                                        strategy=strategy, data_residency=residency,
                                        **overrides)
@@ -47,16 +46,19 @@ MIRRORED_SCRIPT = textwrap.dedent("""
 """)
 
 
-def run_python(code, *args, env=None, timeout=300):
-    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout, env=env)
-
-
 def test_mirrored_over_two_cpus_matches_one_device(tiny_data_dir, tmp_path):
-    overrides = {k: v for k, v in TINY_MODEL.items() if k != "progress"}
-    proc = run_python(MIRRORED_SCRIPT, tiny_data_dir, json.dumps(overrides), tmp_path / "m")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    overrides = json.dumps({k: v for k, v in TINY_MODEL.items() if k != "progress"})
+    # One device in one process, mirrored in another, side by side.
+    procs = [subprocess.Popen([sys.executable, "-c", MIRRORED_SCRIPT, tiny_data_dir, overrides,
+                               str(tmp_path / "m"), json.dumps(runs)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for runs in ([["default", "stream"]],
+                          [["mirrored", "stream"], ["mirrored", "memory"]])]
+    out = {}
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, stderr[-3000:]
+        out.update(json.loads(stdout.strip().splitlines()[-1]))
     assert out["default/stream"]["replicas"] == 1 and out["mirrored/stream"]["replicas"] == 2
     assert out["mirrored/stream"] == out["mirrored/memory"]   # (one device: test_reliability)
     for stage in ("stage1", "stage2"):

@@ -35,8 +35,9 @@ def checkpoint_values(model_dir):
 
 def test_sigkill_and_restart_equals_uninterrupted_run(tiny_data_dir, tmp_path):
     whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")
-    subprocess.run(train_command(tiny_data_dir, whole, "stream"), check=True,
-                   capture_output=True, timeout=300)
+    # The uninterrupted run goes on beside the one that is killed.
+    uninterrupted = subprocess.Popen(train_command(tiny_data_dir, whole, "stream"),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     proc = subprocess.Popen(train_command(tiny_data_dir, killed, "memory"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
@@ -49,6 +50,7 @@ def test_sigkill_and_restart_equals_uninterrupted_run(tiny_data_dir, tmp_path):
     restarted = subprocess.run(train_command(tiny_data_dir, killed, "memory"), capture_output=True,
                                text=True, timeout=300)
     assert restarted.returncode == 0, restarted.stderr[-2000:]
+    assert uninterrupted.wait(timeout=300) == 0, uninterrupted.stderr.read()[-2000:]
     assert "Resuming from" in restarted.stdout and "(epoch 0)" not in restarted.stdout
     a, b = checkpoint_values(whole), checkpoint_values(killed)
     assert a.keys() == b.keys()
