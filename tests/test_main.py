@@ -2,12 +2,12 @@
 model, eval_detections on hand-made files, visualize, and user errors (exit
 status 1, one "error:" line naming the culprit, no traceback).
 
-Each run of the entry point would spend seconds importing TensorFlow, so all
-cases share one subprocess: it imports TensorFlow once, then per case forks a
+Each run of the entry point would spend seconds importing TensorFlow, so the
+cases share two subprocesses, side by side: it imports TensorFlow once, then per case forks a
 child that runs the entry point exactly as `python -m dgam_tf.main ARGS` does
 (`runpy` as `__main__`, the same sys.argv, uncaught exceptions and
 SystemExit handled as the interpreter handles them), with its own stdout,
-stderr and exit status. The modes that need no TensorFlow run in a second
+stderr and exit status. The modes that need no TensorFlow run in a third
 subprocess that does not import it, which tells whether they do.
 """
 import collections
@@ -67,22 +67,28 @@ os._exit(0)  # skips seconds of TensorFlow teardown at interpreter exit
 '''
 
 
-def run_cli(cases, tmp_path, import_tf=True):
-    """{name: CliResult} of `python -m dgam_tf.main ARGS` for each
-    {name: ARGS}, in one subprocess (see the module docstring), which
-    imports TensorFlow first if `import_tf`."""
-    plan = [(args, str(tmp_path / f"{name}.out"), str(tmp_path / f"{name}.err"))
-            for name, args in cases.items()]
+def run_cli(groups, tmp_path):
+    """{name: CliResult} of `python -m dgam_tf.main ARGS` for each {name:
+    ARGS} of each (cases, import_tf) group: a group's cases run in one
+    subprocess (see the module docstring), which imports TensorFlow first if
+    `import_tf`; the groups' subprocesses run side by side."""
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # conftest's
-    done = subprocess.run([sys.executable, "-c", _FORKING_RUNNER, json.dumps(plan),
-                           "import_tf" if import_tf else "no_tf"],
-                          capture_output=True, text=True, timeout=300, env=env)
-    assert done.returncode == 0, done.stderr
-    codes = json.loads(done.stdout.splitlines()[-1])
+    runs = []
+    for cases, import_tf in groups:
+        plan = [(args, str(tmp_path / f"{name}.out"), str(tmp_path / f"{name}.err"))
+                for name, args in cases.items()]
+        runs.append((cases, plan, subprocess.Popen(
+            [sys.executable, "-c", _FORKING_RUNNER, json.dumps(plan),
+             "import_tf" if import_tf else "no_tf"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)))
     results = {}
-    for name, code, (_, out_path, err_path) in zip(cases, codes, plan):
-        with open(out_path) as out, open(err_path) as err, open(out_path + ".tf") as tf:
-            results[name] = CliResult(code, out.read(), err.read(), json.loads(tf.read()))
+    for cases, plan, proc in runs:
+        stdout, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, stderr
+        codes = json.loads(stdout.splitlines()[-1])
+        for name, code, (_, out_path, err_path) in zip(cases, codes, plan):
+            with open(out_path) as out, open(err_path) as err, open(out_path + ".tf") as tf:
+                results[name] = CliResult(code, out.read(), err.read(), json.loads(tf.read()))
     return results
 
 
@@ -115,7 +121,7 @@ def results(predictions):
 
 @pytest.fixture(scope="module")
 def cli(tiny_data_dir, tiny_model_dir, tmp_path_factory):
-    """(tmp folder, {case: CliResult}) of every case below, from two subprocesses."""
+    """(tmp folder, {case: CliResult}) of every case below, from three subprocesses."""
     tmp = tmp_path_factory.mktemp("cli")
     gt_json = write_json(tmp / "gt.json", ground_truth([
         ("v1", "test", "A", 0, 10), ("v1", "test", "B", 20, 30),
@@ -186,7 +192,11 @@ def cli(tiny_data_dir, tiny_model_dir, tmp_path_factory):
         "skip_bad_records": train_tiny + [f"--data_dir={flipped_data}", "--skip_bad_records",
                                           f"--model_dir={tmp / 'flip2'}"],
     }
-    return tmp, {**run_cli(cases, tmp), **run_cli(numpy_only, tmp, import_tf=False)}
+    # Two TensorFlow runners (the trainings split between them) and the
+    # numpy-only one.
+    names = list(cases)
+    halves = [{n: cases[n] for n in names[::2]}, {n: cases[n] for n in names[1::2]}]
+    return tmp, run_cli([(halves[0], True), (halves[1], True), (numpy_only, False)], tmp)
 
 
 def test_eval_prints_the_table_and_writes_metrics_and_detections(cli, tiny_data_dir,
