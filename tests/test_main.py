@@ -5,10 +5,11 @@ status 1, one "error:" line naming the culprit, no traceback).
 Each run of the entry point would spend seconds importing TensorFlow, so the
 cases share two subprocesses, side by side: each imports TensorFlow once,
 then per case forks a child that runs the entry point exactly as
-`python -m dgam_tf.main ARGS` does (`runpy` as `__main__`, the same sys.argv, uncaught exceptions and
-SystemExit handled as the interpreter handles them), with its own stdout,
-stderr and exit status. The modes that need no TensorFlow run in a third
-subprocess that does not import it, which tells whether they do.
+`python -m dgam_tf.main ARGS` does (`runpy` as `__main__`, the same
+sys.argv, uncaught exceptions and SystemExit handled as the interpreter
+handles them), with its own stdout, stderr and exit status. The modes that
+need no TensorFlow run in a third subprocess that does not import it, which
+tells whether they do.
 """
 import collections
 import json
