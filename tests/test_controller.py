@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from conftest import tiny_config, train
 from dgam_tf.errors import UserError
-from dgam_tf.models import io as model_io
+from dgam_tf.models import model_dir as model_dir_lib
 from dgam_tf.training import losses
 from test_trainer import weights
 
@@ -23,8 +23,8 @@ def test_resumed_run_equals_uninterrupted_run(tiny_data_dir, tmp_path):
     train(tiny_config(tiny_data_dir, tmp_path / "full", epochs=2, ramp_epochs=1))
     train(tiny_config(tiny_data_dir, tmp_path / "part", epochs=1, ramp_epochs=1))
     train(tiny_config(tiny_data_dir, tmp_path / "part", epochs=2, ramp_epochs=1))  # resumes
-    a, _, _ = model_io.load_models(str(tmp_path / "full"))
-    b, _, _ = model_io.load_models(str(tmp_path / "part"))
+    a, _, _ = model_dir_lib.load_models(str(tmp_path / "full"))
+    b, _, _ = model_dir_lib.load_models(str(tmp_path / "part"))
     wa, wb = list(weights(a).values()), list(weights(b).values())
     assert len(wa) == len(wb) > 0
     for x, y in zip(wa, wb):

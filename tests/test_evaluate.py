@@ -15,8 +15,9 @@ from conftest import evaluate_fn, tfrecord_ends, tiny_config, train
 from dgam_tf.data import records
 from dgam_tf.errors import UserError
 from dgam_tf.evaluation import detection, evaluate
+from dgam_tf.localization import inference
 from dgam_tf.localization.localize import StreamOutput
-from dgam_tf.models import io as model_io
+from dgam_tf.models import model_dir as model_dir_lib
 
 
 def sigmoid(x):
@@ -75,7 +76,7 @@ def test_frame_sample_maps_positions_to_ground_truth(num_segments, seconds_per_s
 def test_split_metrics_equal_eval_detections_on_the_written_files(
         tiny_data_dir, tiny_info, tiny_model_dir, tmp_path):
     config = tiny_config(tiny_data_dir, tmp_path)
-    models, _, _ = model_io.load_models(tiny_model_dir)
+    models, _, _ = model_dir_lib.load_models(tiny_model_dir)
     metrics = evaluate_fn(config)(models, tiny_data_dir, tiny_info, "test")
     evaluate.report(metrics, config.model_dir, config.evaluation)
     with open(tmp_path / "metrics.json") as f:
@@ -132,13 +133,13 @@ def test_module_swap_uses_attention_of_one_model_and_classifier_of_the_other(
         tiny_data_dir, tiny_info, tiny_model_dir, baseline_model_dir, tmp_path):
     config = tiny_config(tiny_data_dir, tmp_path, attention_checkpoint=tiny_model_dir,
                          classifier_checkpoint=baseline_model_dir)
-    data_dir, info, modules = evaluate.load_modules(config.model_dir, config.data,
-                                                    config.evaluation)
-    gam, _, _ = model_io.load_models(tiny_model_dir)
-    baseline, _, _ = model_io.load_models(baseline_model_dir)
+    data_dir, info, modules, _ = inference.restore(config.model_dir, config.data,
+                                                   config.evaluation)
+    gam, _, _ = model_dir_lib.load_models(tiny_model_dir)
+    baseline, _, _ = model_dir_lib.load_models(baseline_model_dir)
     num_videos = 0
-    for video, outputs, _ in evaluate.infer_split(modules, data_dir, info, "test",
-                                                     config.data, config.localization):
+    for video, outputs, _ in inference.infer_split(modules, data_dir, info, "test",
+                                                      config.data, config.localization):
         num_videos += 1
         for stream, output in outputs.items():
             x = video[stream]
@@ -156,13 +157,13 @@ def test_module_swap_uses_attention_of_one_model_and_classifier_of_the_other(
 def test_module_swap_refuses_a_classifier_trained_on_other_classes(
         tiny_data_dir, tiny_model_dir, baseline_model_dir, tmp_path):
     other = shutil.copytree(baseline_model_dir, tmp_path / "other")
-    settings = json.loads((other / model_io.SETTINGS_FILE).read_text())
+    settings = json.loads((other / model_dir_lib.SETTINGS_FILE).read_text())
     settings["class_names"] = settings["class_names"][::-1]
-    (other / model_io.SETTINGS_FILE).write_text(json.dumps(settings))
+    (other / model_dir_lib.SETTINGS_FILE).write_text(json.dumps(settings))
     config = tiny_config(tiny_data_dir, tmp_path, attention_checkpoint=tiny_model_dir,
                          classifier_checkpoint=str(other))
     with pytest.raises(UserError, match=re.escape(f"model in {other} was trained on other")):
-        evaluate.load_modules(config.model_dir, config.data, config.evaluation)
+        inference.restore(config.model_dir, config.data, config.evaluation)
 
 
 def test_a_test_split_cut_at_a_record_boundary_is_refused(tiny_data_dir, tiny_model_dir,
@@ -175,7 +176,7 @@ def test_a_test_split_cut_at_a_record_boundary_is_refused(tiny_data_dir, tiny_mo
     raw = open(shard, "rb").read()
     with open(shard, "wb") as f:
         f.write(raw[:tfrecord_ends(raw)[0]])      # keep its first record only
-    models, _, _ = model_io.load_models(tiny_model_dir)
+    models, _, _ = model_dir_lib.load_models(tiny_model_dir)
     with pytest.raises(UserError, match=r"split 'test' of .* holds fewer videos than the 4 "):
         evaluate_fn(tiny_config(data_dir, tmp_path))(models, data_dir, info, "test")
 
@@ -183,13 +184,14 @@ def test_a_test_split_cut_at_a_record_boundary_is_refused(tiny_data_dir, tiny_mo
 def test_streams_alone_are_one_stream_evaluations_of_outputs_computed_once(
         tiny_data_dir, tiny_info, tiny_model_dir, tmp_path, monkeypatch, capsys):
     config = tiny_config(tiny_data_dir, tmp_path)
-    modules = evaluate.stream_modules(model_io.load_models(tiny_model_dir)[0])
-    calls, output_fn = collections.Counter(), evaluate.output_fn
+    modules = {s: (m.attention, m.classifier)
+               for s, m in model_dir_lib.load_models(tiny_model_dir)[0].items()}
+    calls, output_fn = collections.Counter(), inference.output_fn
 
     def counting_output_fn(attention, classifier, num_classes):
         fn = output_fn(attention, classifier, num_classes)
         return lambda x: calls.update([id(attention)]) or fn(x)
-    monkeypatch.setattr(evaluate, "output_fn", counting_output_fn)
+    monkeypatch.setattr(inference, "output_fn", counting_output_fn)
     both = evaluate.evaluate_modules(modules, tiny_data_dir, tiny_info, "test", config.data,
                                      config.localization, config.evaluation)
     num_videos = tiny_info.splits["test"]["num_videos"]

@@ -18,12 +18,13 @@ from tensorflow_serving.apis import prediction_log_pb2
 from conftest import TINY_DATA, TINY_MODEL
 from dgam_tf.data import records, sampling
 from dgam_tf.errors import UserError
-from dgam_tf.export import graph_localization, saved_model
+from dgam_tf.export import saved_model
+from dgam_tf.localization import graph as graph_localization
 from dgam_tf.localization import localize
 from dgam_tf.serving import client
 from dgam_tf import flags as dgam_flags
 from dgam_tf import main
-from dgam_tf.models import io as model_io
+from dgam_tf.models import model_dir as model_dir_lib
 
 SAMPLE_RANGE = (TINY_MODEL["test_min_segments"], TINY_MODEL["test_max_segments"])
 STREAMS = ("rgb", "flow")
@@ -86,7 +87,7 @@ np.savez(work + "/outputs.npz", **out)
 
 @pytest.fixture(scope="module")
 def models(tiny_model_dir):
-    return model_io.load_models(tiny_model_dir)[0]
+    return model_dir_lib.load_models(tiny_model_dir)[0]
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +99,7 @@ def videos(tiny_data_dir, tiny_info):
 def export_path(tiny_data_dir, tiny_model_dir, tmp_path_factory):
     """The tiny model exported as --mode=export does (version 1)."""
     export_dir = str(tmp_path_factory.mktemp("export") / "dgam")
-    main.run(dgam_flags.make_config(["--mode=export"], data_dir=tiny_data_dir,
+    main.run(dgam_flags.flag_values(["--mode=export"], data_dir=tiny_data_dir,
                                     model_dir=tiny_model_dir, export_dir=export_dir,
                                     **TINY_MODEL))
     return os.path.join(export_dir, "1")

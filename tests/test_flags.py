@@ -11,7 +11,7 @@ FLAGS_DIR = os.path.join(os.path.dirname(__file__), os.pardir, "flags")
 
 
 def load(name, **overrides):
-    return dgam_flags.make_config([f"--flagfile={os.path.join(FLAGS_DIR, name)}"], **overrides)
+    return dgam_flags.flag_values([f"--flagfile={os.path.join(FLAGS_DIR, name)}"], **overrides)
 
 
 @pytest.mark.parametrize("name", ["synthetic.cfg", "smoke.cfg", "thumos14.cfg",
@@ -21,7 +21,7 @@ def test_flagfiles_parse_and_validate(name):
 
 
 def test_synthetic_flagfile_equals_the_defaults():
-    defaults, cfg = dgam_flags.make_config(), load("synthetic.cfg")
+    defaults, cfg = dgam_flags.flag_values(), load("synthetic.cfg")
     for name in ("epochs", "batch_size", "num_segments", "ramp_epochs", "loss_weights_rgb",
                  "loss_weights_flow", "fusion_alpha", "proposal_threshold", "model_dir"):
         assert getattr(cfg, name) == getattr(defaults, name), name
@@ -49,7 +49,7 @@ def test_published_loss_weights_and_localization_settings():
 
 
 def test_command_line_overrides_the_flagfile():
-    cfg = dgam_flags.make_config([f"--flagfile={os.path.join(FLAGS_DIR, 'thumos14.cfg')}",
+    cfg = dgam_flags.flag_values([f"--flagfile={os.path.join(FLAGS_DIR, 'thumos14.cfg')}",
                                   "--epochs=7"])
     assert cfg.epochs == 7 and cfg.batch_size == 32
 
@@ -72,14 +72,29 @@ def test_impossible_settings_are_refused(overrides, message):
 
 
 def test_help_groups_hold_every_flag_once_in_the_issue_order():
-    fv = dgam_flags.make_config()
+    fv = dgam_flags.flag_values()
     groups = dgam_flags.flag_groups(fv)
     assert list(groups) == ["general", "data", "model", "training", "localization",
-                            "evaluation", "export"]
+                            "evaluation", "export", "feature extraction"]
     names = [flag.name for group in groups.values() for flag in group]
     assert sorted(names) == sorted(fv) and len(names) == len(set(names))
     assert "epochs" in [f.name for f in groups["training"]]
     assert "source_format" in [f.name for f in groups["data"]]   # converters: data
+    assert "i3d_rgb_checkpoint" in [f.name for f in groups["feature extraction"]]
+
+
+def test_extract_flags_fill_the_extract_config_and_bad_ones_are_one_line():
+    cfg = dgam_flags.parse_args(["--mode=extract", "--video_dir=v", "--crop_size=32",
+                                 "--resize_short_side=40", "--streams=rgb",
+                                 "--mixed_precision=mixed_bfloat16"])
+    assert (cfg.extract.video_dir, cfg.extract.crop_size, cfg.extract.resize_short_side,
+            cfg.extract.segment_frames, cfg.extract.fps) == ("v", 32, 40, 16, 25.0)
+    assert cfg.data.streams == ("rgb",) and cfg.train.mixed_precision == "mixed_bfloat16"
+    for argv, culprit in ((["--crop_size=300"], "--crop_size"),
+                          (["--segment_frames=0"], "--segment_frames"),
+                          (["--flow_bound=-1"], "--flow_bound")):
+        with pytest.raises(UserError, match=culprit):
+            dgam_flags.parse_args(["--mode=extract"] + argv)
 
 
 @pytest.mark.parametrize("argv, expected", [

@@ -25,7 +25,7 @@ from conftest import tfrecord_ends
 from dgam_tf import flags as dgam_flags
 from dgam_tf import main
 from dgam_tf.data import records
-from dgam_tf.models import io as model_io
+from dgam_tf.models import model_dir as model_dir_lib
 
 TINY_SAMPLING = ["--test_min_segments=4", "--test_max_segments=40"]
 CliResult = collections.namedtuple("CliResult", "returncode stdout stderr imported_tensorflow")
@@ -129,7 +129,7 @@ def cli(tiny_data_dir, tiny_model_dir, tmp_path_factory):
         ("v2", "test", "A", 5, 15), ("v3", "training", "A", 0, 5)]))
     untrained = tmp / "untrained"  # settings, but no checkpoint
     untrained.mkdir()
-    shutil.copy(os.path.join(tiny_model_dir, model_io.SETTINGS_FILE), untrained)
+    shutil.copy(os.path.join(tiny_model_dir, model_dir_lib.SETTINGS_FILE), untrained)
     eval_dir = shutil.copytree(tiny_model_dir, tmp / "eval_model")
     model_dir = shutil.copytree(tiny_model_dir, tmp / "model")
     data_args = [f"--data_dir={tiny_data_dir}", *TINY_SAMPLING]
@@ -254,10 +254,11 @@ def test_help_lists_the_flags_by_group_without_importing_tensorflow(cli):
     assert runs["help"].returncode == 0 and runs["helpshort"].stdout == help_text
     headings = [line for line in help_text.splitlines() if line.endswith(" flags:")]
     assert headings == [f"{group} flags:" for group in (
-        "general", "data", "model", "training", "localization", "evaluation", "export")]
+        "general", "data", "model", "training", "localization", "evaluation", "export",
+        "feature extraction")]
     for line in ("  --epochs=30", "  --[no]gam (default: true)", "  --data_dir",
                  "  --mode=train\n      <train|eval|eval_detections|synth|convert|export|"
-                 "visualize>: What", "  --[no]tf_logs (default: false)"):
+                 "visualize|extract>: What", "  --[no]tf_logs (default: false)"):
         assert "\n" + line in help_text, line
     assert "UserError" not in help_text
     typo = runs["flag_typo"]
@@ -323,7 +324,7 @@ def test_model_flags_the_user_set_that_the_model_does_not_have_are_warned_about(
         tiny_model_dir, capsys):
     # The tiny model: attention_hidden=8, latent_dim=4, gam=true. An unset
     # flag (cvae_hidden: default 128, model 8) is no one's mistake.
-    fv = dgam_flags.make_config(["--latent_dim=5", "--nogam", "--attention_hidden=8",
+    fv = dgam_flags.flag_values(["--latent_dim=5", "--nogam", "--attention_hidden=8",
                                  "--streams=rgb", "--mode=eval"], model_dir=tiny_model_dir)
     main.warn_ignored_model_flags(fv, dgam_flags.parse(fv))
     assert capsys.readouterr().err.splitlines() == [

@@ -17,12 +17,13 @@ import tensorflow as tf
 
 from conftest import TINY_DATA, TINY_MODEL, tiny_config
 from dgam_tf import flags as dgam_flags
-from dgam_tf import io_utils
+from dgam_tf import files
+from dgam_tf.training import lock
 from dgam_tf import main
 from dgam_tf.data import records, synthetic
 from dgam_tf.errors import UserError
 from dgam_tf.export import saved_model
-from dgam_tf.models import io as model_io
+from dgam_tf.models import model_dir as model_dir_lib
 from dgam_tf.training import train_lib
 
 gfile = tf.io.gfile
@@ -34,7 +35,7 @@ def ram():
     root = f"ram://{secrets.token_hex(4)}"
     gfile.makedirs(root)
     yield root
-    for name in io_utils.tree(root)[1]:
+    for name in files.tree(root)[1]:
         gfile.remove(f"{root}/{name}")
 
 
@@ -63,7 +64,7 @@ def run(mode, *args):
     """`python -m dgam_tf.main --mode=MODE ARGS` in this process (tiny model,
     rgb stream: the test's time is mostly tracing, which grows with streams)."""
     tiny = [f"--{k}={str(v).lower()}" for k, v in TINY_MODEL.items()]
-    main.run(dgam_flags.make_config([f"--mode={mode}", *tiny, "--eval_every=0", "--streams=rgb",
+    main.run(dgam_flags.flag_values([f"--mode={mode}", *tiny, "--eval_every=0", "--streams=rgb",
                                      *args]))
 
 
@@ -76,7 +77,7 @@ def convert_and_train(root):
 
 
 def read(path):
-    return json.loads(io_utils.read_bytes(path))
+    return json.loads(files.read_bytes(path))
 
 
 def rescore(root, detections):
@@ -88,7 +89,7 @@ def rescore(root, detections):
               for a in v["annotations"]}
     kept = {v: [d for d in dets if d["label"] in labels]
             for v, dets in detections["results"].items()}
-    io_utils.atomic_write_json(f"{root}/eval/kept.json", dict(detections, results=kept))
+    files.atomic_write_json(f"{root}/eval/kept.json", dict(detections, results=kept))
     run("eval_detections", f"--gt_json={root}/release/annotations.json", "--subset=test",
         f"--predictions_json={root}/eval/kept.json",
         f"--output_metrics_json={root}/eval/scored.json")
@@ -129,10 +130,10 @@ def local_writes(tmp_path_factory):
 
 def test_the_whole_workflow_on_ram_gives_the_local_numbers_and_no_local_file(
         tmp_path, ram, monkeypatch, local_writes):
-    monkeypatch.setattr(io_utils, "SETTLE_SECONDS", 0.0)
+    monkeypatch.setattr(lock, "SETTLE_SECONDS", 0.0)
     local = str(tmp_path / "local")
     convert_and_train(local)
-    models, settings, _ = model_io.load_models(f"{local}/model")
+    models, settings, _ = model_dir_lib.load_models(f"{local}/model")
     local_served = saved_model.DGAMServing(models, settings.class_names, None, 4, 40)
     local_outputs = local_served.serving_default(*serving_inputs().values())
     local_writes.clear()           # from here on: nothing on local disk
@@ -170,7 +171,7 @@ def test_the_whole_workflow_on_ram_gives_the_local_numbers_and_no_local_file(
 
 def snapshot(root):
     """{relative path: bytes} of every file under `root`."""
-    return {name: io_utils.read_bytes(f"{root}/{name}") for name in io_utils.tree(root)[1]}
+    return {name: files.read_bytes(f"{root}/{name}") for name in files.tree(root)[1]}
 
 
 class Crash(Exception):
@@ -179,7 +180,7 @@ class Crash(Exception):
 
 def test_interrupted_metrics_write_keeps_the_previous_file(ram, monkeypatch):
     path = f"{ram}/eval/metrics.json"
-    io_utils.atomic_write_json(path, {"mAP": [0.5]})
+    files.atomic_write_json(path, {"mAP": [0.5]})
     write = gfile.GFile.write
 
     def half_then_crash(self, data):
@@ -188,10 +189,10 @@ def test_interrupted_metrics_write_keeps_the_previous_file(ram, monkeypatch):
 
     monkeypatch.setattr(gfile.GFile, "write", half_then_crash)
     with pytest.raises(Crash):
-        io_utils.atomic_write_json(path, {"mAP": [0.75, 0.25]})
+        files.atomic_write_json(path, {"mAP": [0.75, 0.25]})
     monkeypatch.undo()
     assert gfile.listdir(f"{ram}/eval") == ["metrics.json"]
-    assert io_utils.read_json(path) == {"mAP": [0.5]}
+    assert files.read_json(path) == {"mAP": [0.5]}
 
 
 def _dataset(path, videos, overwrite=False, crash_after=None):
@@ -225,7 +226,7 @@ def test_interrupted_conversion_keeps_the_previous_dataset(ram):
 
 def test_interrupted_export_publishes_nothing_and_keeps_version_1(ram, tiny_model_dir,
                                                                  monkeypatch):
-    models, settings, _ = model_io.load_models(tiny_model_dir)
+    models, settings, _ = model_dir_lib.load_models(tiny_model_dir)
     export = lambda **kw: saved_model.export_models(  # noqa: E731
         models, settings.class_names, f"{ram}/dgam", test_min_segments=4,
         test_max_segments=40, **kw)
@@ -249,27 +250,31 @@ def test_interrupted_export_publishes_nothing_and_keeps_version_1(ram, tiny_mode
 
 def test_interrupted_best_checkpoint_update_keeps_the_previous_best(
         tiny_data_dir, ram, monkeypatch):
-    monkeypatch.setattr(io_utils, "SETTLE_SECONDS", 0.0)
+    monkeypatch.setattr(lock, "SETTLE_SECONDS", 0.0)
     scores = iter([0.5, 0.75])
 
-    def evaluate(models, data_dir, info, split, checkpoint=None, on_video=None):
-        score = next(scores)
-        return {"tiou_thresholds": [0.5], "mAP": [score], "average_mAP": score}
+    class Evaluator:
+        def __call__(self, models, data_dir, info, split, checkpoint=None, on_video=None):
+            score = next(scores)
+            return {"tiou_thresholds": [0.5], "mAP": [score], "average_mAP": score}
 
-    write_json = io_utils.atomic_write_json
+        def draw(self, *item):
+            return None
+
+    write_json = files.atomic_write_json
 
     def crash_on_second_best(path, obj):
         if path.endswith("best.json") and obj["epoch"] == 2:
             raise Crash     # inside the update: epoch 2's checkpoint is written
         write_json(path, obj)
 
-    monkeypatch.setattr(io_utils, "atomic_write_json", crash_on_second_best)
+    monkeypatch.setattr(files, "atomic_write_json", crash_on_second_best)
     model_dir = f"{ram}/model"
     with pytest.raises(Crash):
         cfg = tiny_config(tiny_data_dir, model_dir, eval_every=1, streams=["rgb"], gam=False)
         train_lib.train_and_evaluate(cfg.model_dir, cfg.data, cfg.model, cfg.train,
-                                     evaluate_fn=evaluate)
-    assert io_utils.read_json(f"{model_dir}/best/best.json") == {
+                                     Evaluator())
+    assert files.read_json(f"{model_dir}/best/best.json") == {
         "epoch": 1, "split": "validation", "score": 0.5}
     reader = tf.compat.v1.train.NewCheckpointReader(f"{model_dir}/best/ckpt")
     assert reader.get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE") == 1
@@ -296,42 +301,42 @@ def test_interrupted_publish_leaves_the_folder_unreadable_never_mixed(ram, monke
 
 def test_lock_object_refuses_a_second_run_and_takes_over_a_stale_one(ram, monkeypatch,
                                                                     capsys):
-    monkeypatch.setattr(io_utils, "SETTLE_SECONDS", 0.0)
-    model_dir, lock = f"{ram}/model", f"{ram}/model/{io_utils.LOCK_FILE}"
-    with io_utils.model_dir_lock(model_dir):
-        held = io_utils.read_json(lock)
+    monkeypatch.setattr(lock, "SETTLE_SECONDS", 0.0)
+    model_dir, lock_path = f"{ram}/model", f"{ram}/model/{lock.LOCK_FILE}"
+    with lock.model_dir_lock(model_dir):
+        held = files.read_json(lock_path)
         assert held["pid"] == os.getpid()
         with pytest.raises(UserError, match=rf"another training run holds {model_dir} \(host "
                                             rf"{held['host']} pid {os.getpid()}, last heartbeat "
                                             r"0 s ago; taken over after 300 s"):
-            with io_utils.model_dir_lock(model_dir):
+            with lock.model_dir_lock(model_dir):
                 pass
-    assert not gfile.exists(lock)      # released
+    assert not gfile.exists(lock_path)      # released
     # A run that died 301 s after its last heartbeat left its lock behind.
-    io_utils.atomic_write_json(lock, {"owner": "dead", "host": "node7", "pid": 12,
+    files.atomic_write_json(lock_path, {"owner": "dead", "host": "node7", "pid": 12,
                                       "heartbeat": held["heartbeat"] - 301})
-    monkeypatch.setattr(io_utils, "HEARTBEAT_SECONDS", 0.05)
-    with io_utils.model_dir_lock(model_dir):
-        taken = io_utils.read_json(lock)
+    monkeypatch.setattr(lock, "HEARTBEAT_SECONDS", 0.05)
+    with lock.model_dir_lock(model_dir):
+        taken = files.read_json(lock_path)
         assert taken["owner"] != "dead" and taken["pid"] == os.getpid()
         time.sleep(0.3)
-        assert io_utils.read_json(lock)["heartbeat"] > taken["heartbeat"]   # beating
+        assert files.read_json(lock_path)["heartbeat"] > taken["heartbeat"]   # beating
     assert capsys.readouterr().err == (f"Taking over {model_dir} from a run that stopped "
                                        "(host node7 pid 12, last heartbeat 301 s ago)\n")
 
 
 def test_a_run_whose_lock_was_taken_over_says_so_and_leaves_it(ram, monkeypatch, capsys):
-    monkeypatch.setattr(io_utils, "SETTLE_SECONDS", 0.0)
-    monkeypatch.setattr(io_utils, "HEARTBEAT_SECONDS", 0.05)
-    lock = f"{ram}/model/{io_utils.LOCK_FILE}"
+    monkeypatch.setattr(lock, "SETTLE_SECONDS", 0.0)
+    monkeypatch.setattr(lock, "HEARTBEAT_SECONDS", 0.05)
+    lock_path = f"{ram}/model/{lock.LOCK_FILE}"
     other = {"owner": "other", "host": "node8", "pid": 34, "heartbeat": time.time()}
-    with io_utils.model_dir_lock(f"{ram}/model"):
-        io_utils.atomic_write_json(lock, other)     # as if our heartbeat had stalled
+    with lock.model_dir_lock(f"{ram}/model"):
+        files.atomic_write_json(lock_path, other)     # as if our heartbeat had stalled
         time.sleep(0.3)
-        assert io_utils.read_json(lock) == other    # no longer rewritten by us
-    assert io_utils.read_json(lock) == other        # nor removed
+        assert files.read_json(lock_path) == other    # no longer rewritten by us
+    assert files.read_json(lock_path) == other        # nor removed
     assert capsys.readouterr().err.startswith(
-        f"warning: {lock} was taken over by host node8 pid 34, last heartbeat 0 s ago; "
+        f"warning: {lock_path} was taken over by host node8 pid 34, last heartbeat 0 s ago; "
         "this run no longer holds its model dir")
 
 
@@ -341,4 +346,4 @@ def test_a_scheme_tensorflow_does_not_know_is_one_error_line():
         records.load_info("nope://bucket/data")
     with pytest.raises(UserError, match=r"^cannot write nope://bucket/m.json: File system "
                                         r"scheme 'nope' not implemented"):
-        io_utils.atomic_write_json("nope://bucket/m.json", {})
+        files.atomic_write_json("nope://bucket/m.json", {})

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import tiny_config
-from dgam_tf import main
+from dgam_tf.training import train_lib
 from dgam_tf.data import records
 from dgam_tf.errors import UserError
 from dgam_tf.localization.localize import Detection, StreamOutput
@@ -177,7 +177,7 @@ def test_plot_videos_chooses_the_videos(tiny_data_dir, tiny_model_dir, tmp_path)
 
 
 def test_periodic_validation_writes_summary_images(tiny_data_dir, tmp_path):
-    main.train(tiny_config(tiny_data_dir, tmp_path / "m", epochs=3, eval_every=3,
+    train_lib.run(tiny_config(tiny_data_dir, tmp_path / "m", epochs=3, eval_every=3,
                            num_plots=2))
     images = {}
     for path in glob.glob(str(tmp_path / "m" / "train" / "events.*")):

@@ -3,8 +3,9 @@
 truth as ActivityNet JSON."""
 import os
 
-from dgam_tf import io_utils
+from dgam_tf import files
 from dgam_tf.data import realistic, records, synthetic
+from dgam_tf.errors import UserError
 
 PRESETS = ("basic", "realistic")
 
@@ -51,6 +52,15 @@ def generate(out_dir, *, seed=0, num_shards=4, overwrite=False, preset="basic", 
                     video, split, info.class_names)
         # The ground truth as ActivityNet JSON, for --mode=eval_detections
         # (--gt_json=<out_dir>/gt.json --subset=test).
-        io_utils.atomic_write_json(os.path.join(writer.folder, synthetic.GT_FILE),
+        files.atomic_write_json(os.path.join(writer.folder, synthetic.GT_FILE),
                                    {"version": info.name, "database": database})
     return info
+
+
+def run(cfg):
+    """--mode=synth: writes the --synthetic_preset dataset to --data_dir."""
+    if not cfg.data.data_dir:
+        raise UserError("--mode=synth needs --data_dir (where to write the dataset)")
+    info = generate(cfg.data.data_dir, seed=cfg.data.seed, overwrite=cfg.convert.overwrite,
+                    preset=cfg.data.synthetic_preset)
+    print(f"Wrote {cfg.data.data_dir}: " + records.split_summary(info))

@@ -36,7 +36,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from dgam_tf import io_utils
+from dgam_tf import files
 from dgam_tf.data import annotations as standard_gt
 from dgam_tf.data import records
 from dgam_tf.errors import UserError
@@ -93,8 +93,8 @@ def convert(source_format, source_dir, out_dir, *, annotations=None, class_names
     if stream is not None and stream not in records.STREAMS:
         raise UserError(f"stream must be one of {records.STREAMS}, got '{stream}'")
     # Fail before reading what may be gigabytes of features.
-    if io_utils.exists(out_dir) and not overwrite:
-        raise UserError(f"{io_utils.abspath(out_dir)} already exists; refusing to overwrite "
+    if files.exists(out_dir) and not overwrite:
+        raise UserError(f"{files.abspath(out_dir)} already exists; refusing to overwrite "
                         "it (pass --overwrite to replace it)")
     _require_dir(source_dir)
     names = _read_class_names(class_names) if class_names else None
@@ -107,7 +107,7 @@ def convert(source_format, source_dir, out_dir, *, annotations=None, class_names
     info = records.DatasetInfo(
         class_names=list(source.class_names), streams=source.streams,
         feature_dim=source.feature_dim, feature_dtype=feature_dtype,
-        name=f"{source_format}: {os.path.basename(io_utils.abspath(source_dir).rstrip('/'))}")
+        name=f"{source_format}: {os.path.basename(files.abspath(source_dir).rstrip('/'))}")
     with records.DatasetWriter(out_dir, info, num_shards=dict.fromkeys(("train", "test"),
                                                                       num_shards),
                                overwrite=overwrite) as writer:
@@ -418,7 +418,7 @@ def _load_npy(path, allow_pickle=False):
 
 
 def _read_database(path):
-    raw = io_utils.read_json(path, "annotation file")
+    raw = files.read_json(path, "annotation file")
     database = raw.get("database") if isinstance(raw, dict) else None
     if not isinstance(database, dict):
         raise UserError(f"{path}: expected an ActivityNet-style "
@@ -442,7 +442,7 @@ def _read_class_names(path):
 
 def _read_lines(path):
     try:
-        text = io_utils.read_bytes(path).decode()
+        text = files.read_bytes(path).decode()
     except OSError as e:
         raise UserError(f"cannot read {path}: {e.strerror}") from None
     except UnicodeDecodeError as e:
@@ -477,3 +477,17 @@ def _is_file(path):
 
 def _text(value):
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def run(cfg):
+    """--mode=convert: converts --source_dir (--source_format) into --data_dir."""
+    conv, data = cfg.convert, cfg.data
+    if not (conv.source_format and conv.source_dir and data.data_dir):
+        raise UserError("--mode=convert needs --source_format, --source_dir and --data_dir")
+    info = convert(conv.source_format, conv.source_dir, data.data_dir,
+                   annotations=conv.annotations, class_names=conv.class_names,
+                   allow_pickle=conv.allow_pickle, feature_dtype=conv.feature_dtype,
+                   stride=conv.stride, fps=conv.fps,
+                   stream=data.streams[0] if len(data.streams) == 1 else None,
+                   overwrite=conv.overwrite)
+    print(f"Wrote {data.data_dir}: " + records.split_summary(info))

@@ -18,7 +18,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 import tensorflow as tf
 
-from dgam_tf import io_utils
+from dgam_tf import files
 from dgam_tf.errors import UserError
 
 FORMAT_VERSION = 1
@@ -93,7 +93,7 @@ def load_info(data_dir):
     if not found:
         raise UserError(f"data folder not found: {data_dir}")
     path = os.path.join(data_dir, METADATA_FILE)
-    raw = io_utils.read_json(path, "dataset metadata")
+    raw = files.read_json(path, "dataset metadata")
     try:
         info = DatasetInfo(**raw)
     except TypeError as e:
@@ -295,7 +295,7 @@ class DatasetWriter:
         self._ids = set()
 
     def __enter__(self):
-        self._ctx = io_utils.atomic_output_dir(self._out_dir, overwrite=self._overwrite)
+        self._ctx = files.atomic_output_dir(self._out_dir, overwrite=self._overwrite)
         self._tmp = self._ctx.__enter__()
         return self
 
@@ -334,7 +334,7 @@ class DatasetWriter:
                 for f in self._info.splits[split]["files"][len(used):]:
                     tf.io.gfile.remove(os.path.join(self._tmp, f))
                 self._info.splits[split]["files"] = used
-            io_utils.atomic_write_json(os.path.join(self._tmp, METADATA_FILE),
+            files.atomic_write_json(os.path.join(self._tmp, METADATA_FILE),
                                        dataclasses.asdict(self._info))
         return self._ctx.__exit__(exc_type, exc, tb)
 
@@ -440,3 +440,8 @@ def first_line(error):
     line = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", line)
     line = re.sub(r"\s*\[Op:\w+\]( name:\s*\S*)?\s*$", "", line)
     return line or type(error).__name__
+
+
+def split_summary(info):
+    """"train 8 videos, test 4 videos": the splits of a DatasetInfo."""
+    return ", ".join(f"{s} {v['num_videos']} videos" for s, v in info.splits.items())

@@ -2,7 +2,7 @@
 checked against what the run asks of them."""
 import os
 
-from dgam_tf import io_utils
+from dgam_tf import files
 from dgam_tf.data import builtin, records
 from dgam_tf.errors import UserError
 
@@ -20,7 +20,7 @@ def resolve_data(data):
         preset = data.synthetic_preset
         data_dir = os.path.join(data.synthetic_cache, f"v{SYNTHETIC_VERSION}" if preset ==
                                 "basic" else f"{preset}-v{SYNTHETIC_VERSION}")
-        if not io_utils.exists(os.path.join(data_dir, records.METADATA_FILE)):
+        if not files.exists(os.path.join(data_dir, records.METADATA_FILE)):
             print(f"Generating the built-in synthetic dataset ({preset}) in {data_dir} "
                   "(once)...")
             builtin.generate(data_dir, preset=preset, overwrite=True)

@@ -26,7 +26,7 @@ import os
 
 import numpy as np
 
-from dgam_tf import io_utils
+from dgam_tf import files
 from dgam_tf.config import THUMOS14_TIOU_THRESHOLDS
 from dgam_tf.errors import UserError
 
@@ -158,7 +158,7 @@ def parse_ground_truth(data, subset="test", source="ground truth"):
 
 def load_ground_truth(path, subset="test"):
     """`parse_ground_truth` of a JSON file; a missing or bad file is a UserError."""
-    return parse_ground_truth(io_utils.read_json(path, "ground-truth file"),
+    return parse_ground_truth(files.read_json(path, "ground-truth file"),
                               subset, source=path)
 
 
@@ -239,7 +239,7 @@ def parse_predictions(data, class_names, source="predictions"):
 
 def load_predictions(path, class_names):
     """`parse_predictions` of a JSON file; a missing or bad file is a UserError."""
-    return parse_predictions(io_utils.read_json(path, "prediction file"),
+    return parse_predictions(files.read_json(path, "prediction file"),
                              class_names, source=path)
 
 
@@ -511,5 +511,14 @@ def run_eval_detections(gt_json, predictions_json, subset, tiou_thresholds,
               f"subset {subset!r} of {gt_json} count as false positives")
     print(format_table(metrics, os.path.basename(gt_json)))
     if output_metrics_json:
-        io_utils.atomic_write_json(output_metrics_json, metrics)
+        files.atomic_write_json(output_metrics_json, metrics)
     return metrics
+
+
+def run(cfg):
+    """--mode=eval_detections (numpy only: no TensorFlow is imported)."""
+    ev = cfg.evaluation
+    if not (ev.gt_json and ev.predictions_json):
+        raise UserError("--mode=eval_detections needs --gt_json and --predictions_json")
+    run_eval_detections(ev.gt_json, ev.predictions_json, ev.subset, ev.tiou_thresholds,
+                        ev.output_metrics_json)

@@ -34,15 +34,15 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
-from dgam_tf import io_utils
+from dgam_tf import files
 from dgam_tf.config import STREAMS, DataConfig, LocalizationConfig
 from dgam_tf.data import sampling
 from dgam_tf.errors import UserError
-from dgam_tf.export import graph_localization
+from dgam_tf.export import signatures
+from dgam_tf.localization import graph as graph_localization
 from dgam_tf.localization.localize import SECONDS_PER_SEGMENT
-from dgam_tf.models import io as model_io
+from dgam_tf.models import model_dir as model_dir_lib
 from dgam_tf.models.dgam import video_outputs
-from dgam_tf.serving import client
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 # Segments of the (all-zero) video in the warm-up requests.
@@ -103,8 +103,8 @@ class DGAMServing(tf.Module):
 
     def signature_functions(self):
         """{signature name: tf.function} for `tf.saved_model.save`."""
-        return {client.SERVING_DEFAULT: self.serving_default,
-                client.LOCALIZE: self.localize}
+        return {signatures.SERVING_DEFAULT: self.serving_default,
+                signatures.LOCALIZE: self.localize}
 
     def _serving_default(self, *inputs):
         *features, lengths = inputs
@@ -211,8 +211,8 @@ class DGAMServing(tf.Module):
         """PredictRequests for both signatures on an all-zero short video."""
         video = {s: np.zeros([WARMUP_SEGMENTS, self._feature_dim], np.float32)
                  for s in self._streams}
-        return [client.serving_default_request([video]),
-                client.localize_request(video, duration=0.0)]
+        return [signatures.serving_default_request([video]),
+                signatures.localize_request(video, duration=0.0)]
 
 
 def _runtime_rank(x):
@@ -254,7 +254,7 @@ def export_models(models, class_names, export_dir, *, version=None, overwrite=Fa
 
     The version is written into a temporary folder inside `export_dir`, then
     renamed into place, or, on object stores, moved in file by file with
-    saved_model.pb last (io_utils.atomic_output_dir): TF Serving never loads
+    saved_model.pb last (files.atomic_output_dir): TF Serving never loads
     half of it.
 
     Args:
@@ -283,10 +283,10 @@ def export_models(models, class_names, export_dir, *, version=None, overwrite=Fa
     module = DGAMServing(models, class_names, localization_config,
                          test_min_segments, test_max_segments)
     path = os.path.join(export_dir, str(version))
-    with io_utils.atomic_output_dir(path, overwrite=overwrite) as tmp:
+    with files.atomic_output_dir(path, overwrite=overwrite) as tmp:
         tf.saved_model.save(module, tmp, signatures=module.signature_functions())
         write_warmup_requests(os.path.join(tmp, WARMUP_FILE), module.warmup_requests())
-    return io_utils.abspath(path)
+    return files.abspath(path)
 
 
 def export(model_dir, export_dir, *, version=None, overwrite=False, checkpoint="latest",
@@ -305,8 +305,18 @@ def export(model_dir, export_dir, *, version=None, overwrite=False, checkpoint="
     Raises:
       UserError: no trained model or checkpoint, or as in `export_models`.
     """
-    models, settings, _ = model_io.load_models(model_dir, checkpoint)
+    models, settings, _ = model_dir_lib.load_models(model_dir, checkpoint)
     return export_models(models, settings.class_names, export_dir, version=version,
                          overwrite=overwrite, localization_config=localization_config,
                          test_min_segments=test_min_segments,
                          test_max_segments=test_max_segments)
+
+
+def run(cfg):
+    """--mode=export: exports --model_dir's model to --export_dir."""
+    ex = cfg.export
+    print("Exported " + export(
+        cfg.model_dir, ex.export_dir, version=ex.export_version, overwrite=ex.overwrite,
+        checkpoint=ex.checkpoint, localization_config=cfg.localization,
+        test_min_segments=cfg.data.test_min_segments,
+        test_max_segments=cfg.data.test_max_segments))

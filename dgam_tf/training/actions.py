@@ -1,13 +1,13 @@
 """Actions the Controller runs after an epoch: periodic validation with
-best-checkpoint keeping and summary images. They receive what to evaluate
-and draw with as functions, so training imports neither evaluation nor
-plotting."""
+best-checkpoint keeping and summary images. Each is built with what it
+needs and called as `action(epoch, logs)`; it receives the evaluator as an
+object, so training imports neither evaluation nor plotting."""
 import json
 import os
 
 import tensorflow as tf
 
-from dgam_tf import io_utils
+from dgam_tf import files
 
 
 class PeriodicValidation:
@@ -16,55 +16,62 @@ class PeriodicValidation:
     summaries and keeps the best checkpoint by its score in `best_dir`.
 
     Args:
-      evaluate_fn: callable(models, split, on_video=None) -> metrics dict
-        (evaluation.evaluate's keys); it calls on_video(video, outputs,
-        detections) for each video it localizes.
-      split: the validation split.
+      evaluator: callable(models, data_dir, info, split, on_video=None) ->
+        metrics dict (evaluation.evaluate's keys), calling on_video(video,
+        outputs, detections) for each video it localizes, with a
+        `draw(video, outputs, detections, class_names)` -> image [1, H, W, C]
+        or None.
+      data_dir, info: the data (records.DatasetInfo); split: its validation
+        split.
       every: epochs between validations.
       best_dir: where the best checkpoint and best.json are kept.
-      draw_fn: callable(video, outputs, detections) -> image [1, H, W, C]
-        for tf.summary.image, or None (no images).
+      models: {stream: StreamModel} evaluated; checkpoint: the
+        tf.train.Checkpoint kept when best; writer: the summary writer.
       num_plots: videos drawn (0: none).
     """
 
-    def __init__(self, evaluate_fn, split, every, best_dir, draw_fn=None, num_plots=0):
-        self.evaluate_fn = evaluate_fn
-        self.split = split
+    def __init__(self, evaluator, data_dir, info, split, every, best_dir, models, checkpoint,
+                 writer, num_plots=0):
+        self.evaluator = evaluator
+        self.data_dir, self.info, self.split = data_dir, info, split
         self.every = every
         self.best_dir = best_dir
-        self.draw_fn = draw_fn
-        self.num_plots = num_plots if draw_fn is not None else 0
+        self.models, self.checkpoint, self.writer = models, checkpoint, writer
+        self.num_plots = num_plots
 
-    def __call__(self, epoch, controller):
+    def __call__(self, epoch, logs):
+        """Runs after `epoch` epochs with their mean scalars `logs`."""
         if not self.every or epoch % self.every:
             return
         drawn = []
 
         def on_video(video, outputs, detections):
             if len(drawn) < self.num_plots:
-                drawn.append((video["video_id"].decode(),
-                              self.draw_fn(video, outputs, detections)))
+                image = self.evaluator.draw(video, outputs, detections, self.info.class_names)
+                if image is not None:
+                    drawn.append((video["video_id"].decode(), image))
 
-        metrics = self.evaluate_fn(controller.trainer.models, self.split, on_video=on_video)
+        metrics = self.evaluator(self.models, self.data_dir, self.info, self.split,
+                                 on_video=on_video)
         name, score = selection_score(metrics)
         alone = ", ".join(f"{s} {100 * selection_score(m)[1]:.2f}"
                           for s, m in metrics.get("streams", {}).items())
         print(f"Epoch {epoch}: {self.split} {name} {100 * score:.2f}"
               + (f" ({alone} alone)" if alone else ""), flush=True)
-        with controller.writer.as_default(step=epoch):
+        with self.writer.as_default(step=epoch):
             for t, m in zip(metrics["tiou_thresholds"], metrics["mAP"]):
                 tf.summary.scalar(f"{self.split}/mAP@{t:g}", m)
             for video_id, image in drawn:
                 tf.summary.image(f"{self.split}/{video_id}", image)
-        self._keep_if_best(controller.trainer.checkpoint, epoch, name, score)
+        self._keep_if_best(self.checkpoint, epoch, name, score)
 
     def _keep_if_best(self, checkpoint, epoch, name, score):
         best = _read_score(os.path.join(self.best_dir, "best.json"))
         if best is not None and score <= best:
             return
-        with io_utils.atomic_output_dir(self.best_dir, overwrite=True) as tmp:
+        with files.atomic_output_dir(self.best_dir, overwrite=True) as tmp:
             checkpoint.write(os.path.join(tmp, "ckpt"))
-            io_utils.atomic_write_json(os.path.join(tmp, "best.json"),
+            files.atomic_write_json(os.path.join(tmp, "best.json"),
                                        {"epoch": epoch, "split": self.split, "score": score})
         print(f"Kept epoch {epoch} in {self.best_dir} ({self.split} {name} {100 * score:.2f}"
               + (f", previous best {100 * best:.2f})" if best is not None else ")"),
@@ -81,6 +88,6 @@ def selection_score(metrics):
 
 def _read_score(path):
     try:
-        return json.loads(io_utils.read_bytes(path))["score"]
+        return json.loads(files.read_bytes(path))["score"]
     except (OSError, ValueError, KeyError):
         return None

@@ -23,9 +23,10 @@ class Controller:
       model_dir: where checkpoints/ and the train/ summaries go (the chief's;
         other workers write theirs aside and delete them).
       train: TrainConfig.
-      actions: callables `action(epoch, controller)`, run in order after
-        each epoch's summaries and before its checkpoint (epoch counts the
-        epochs done).
+      actions: callables `action(epoch, logs)` (logs: the epoch's mean
+        scalars), run in order after each epoch's summaries and before its
+        checkpoint (epoch counts the epochs done); more can be appended to
+        `actions` once the controller's writer exists.
       final_evaluation: an evaluation follows `train` (said when nothing is
         left to train).
 
@@ -108,7 +109,7 @@ class Controller:
                 for s, att in trainer.last_attention.items():
                     tf.summary.histogram(f"{s}/attention", att)
             for action in self.actions:
-                action(epoch + 1, self)
+                action(epoch + 1, logs)
             self.manager.save(checkpoint_number=epoch + 1)
         profiler.stop()
         self.writer.flush()

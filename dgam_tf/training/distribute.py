@@ -47,13 +47,23 @@ def num_workers(strategy):
     return strategy.num_replicas_in_sync // len(devices)
 
 
+def is_chief_task():
+    """False on a multi-worker task that is not the chief (TF_CONFIG's chief,
+    else worker 0): the one that writes checkpoints, summaries and metrics,
+    and locks the model dir."""
+    try:
+        task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task") or {}
+    except (json.JSONDecodeError, AttributeError):
+        return True     # make_strategy names the mistake
+    return task.get("type") in ("chief", None) or (
+        task.get("type") == "worker" and task.get("index") == 0)
+
+
 def is_chief(strategy):
-    """True on the worker that writes checkpoints, summaries and metrics."""
-    resolver = getattr(strategy.extended, "_cluster_resolver", None)
-    if resolver is None or not resolver.cluster_spec().as_dict():
-        return True
-    return resolver.task_type in ("chief", None) or (
-        resolver.task_type == "worker" and resolver.task_id == 0)
+    """True on the worker that writes checkpoints, summaries and metrics
+    (any task of a single-machine strategy)."""
+    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    return not multi_worker or is_chief_task()
 
 
 def input_context(strategy):

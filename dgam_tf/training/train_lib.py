@@ -3,50 +3,62 @@ wiring the data, the model folder, the Trainer, its Controller and the
 periodic validation."""
 import os
 
-from dgam_tf import io_utils
+from dgam_tf import files
 from dgam_tf.data.resolve import resolve_data
-from dgam_tf.models import io as model_io
-from dgam_tf.training import actions, controller, trainer as trainer_lib
+from dgam_tf.models import model_dir as model_dir_lib
+from dgam_tf.training import actions, controller, distribute, lock, trainer as trainer_lib
 
 
-def train_and_evaluate(model_dir, data, model, train, evaluate_fn=None, draw_fn=None):
+def train_and_evaluate(model_dir, data_cfg, model_cfg, train_cfg, evaluator=None):
     """Trains (resuming from model_dir) and evaluates the test split.
 
     Args:
       model_dir: the run's folder (model.json, checkpoints/, best/, train/).
-      data: DataConfig; model: ModelConfig; train: TrainConfig.
-      evaluate_fn: callable(models, data_dir, info, split, checkpoint=None,
-        on_video=None) -> metrics (evaluation.evaluate.evaluate_split with
-        its settings bound), or None to skip evaluation; used every
-        `train.eval_every` epochs on the validation split, and at the end on
-        the test split.
-      draw_fn: callable(video, outputs, detections, class_names) -> image
-        [1, H, W, C]: the validation's summary images (`train.num_plots`
-        videos), or None.
+      data_cfg: DataConfig; model_cfg: ModelConfig; train_cfg: TrainConfig.
+      evaluator: callable(models, data_dir, info, split, checkpoint=None,
+        on_video=None) -> metrics, with a `draw(video, outputs, detections,
+        class_names)` -> summary image or None (evaluation.evaluate.Evaluator),
+        or None to skip evaluation; used every `train_cfg.eval_every` epochs
+        on the validation split, and at the end on the test split.
 
     Returns:
-      The test metrics (None without evaluate_fn, and on other workers than
+      The test metrics (None without evaluator, and on other workers than
       the chief).
     """
-    data_dir, info = resolve_data(data)
-    model = model.for_data(info)
-    with io_utils.model_dir_lock(model_dir, multi_worker=train.strategy == "multi_worker"):
-        model_io.write_settings(model_dir, model)
-        trainer = trainer_lib.Trainer(data_dir, info, data, model, train)
-        periodic = []
+    data_dir, info = resolve_data(data_cfg)
+    model_cfg = model_cfg.for_data(info)
+    with lock.model_dir_lock(model_dir, multi_worker=train_cfg.strategy == "multi_worker"):
+        model_dir_lib.write_settings(model_dir, model_cfg)
+        trainer = trainer_lib.Trainer(data_dir, info, data_cfg, model_cfg, train_cfg)
+        loop = controller.Controller(trainer, model_dir, train_cfg,
+                                     final_evaluation=evaluator is not None)
         # Only the chief keeps checkpoints and writes summaries; evaluation
         # involves no collective ops, so the other workers skip it.
-        if evaluate_fn and trainer.chief and data.validation_split in info.splits:
-            periodic.append(actions.PeriodicValidation(
-                lambda models, split, on_video: evaluate_fn(models, data_dir, info, split,
-                                                            on_video=on_video),
-                data.validation_split, train.eval_every, os.path.join(model_dir, "best"),
-                draw_fn and (lambda *item: draw_fn(*item, info.class_names)),
-                train.num_plots))
-        loop = controller.Controller(trainer, model_dir, train, periodic,
-                                     final_evaluation=evaluate_fn is not None)
+        if evaluator and trainer.chief and data_cfg.validation_split in info.splits:
+            loop.actions.append(actions.PeriodicValidation(
+                evaluator, data_dir, info, data_cfg.validation_split, train_cfg.eval_every,
+                os.path.join(model_dir, "best"), trainer.models, trainer.checkpoint,
+                loop.writer, train_cfg.num_plots))
         loop.train()
-        if evaluate_fn is None or not trainer.chief:
+        if evaluator is None or not trainer.chief:
             return None
-        return evaluate_fn(trainer.models, data_dir, info, data.test_split,
-                           checkpoint=io_utils.abspath(loop.manager.latest_checkpoint))
+        return evaluator(trainer.models, data_dir, info, data_cfg.test_split,
+                         checkpoint=files.abspath(loop.manager.latest_checkpoint))
+
+
+def run(cfg):
+    """--mode=train: trains, validating every --eval_every epochs (with
+    summary images), then evaluates --test_split and reports it. The
+    workflow joins training, evaluation and plots; the Trainer, Controller
+    and actions import neither."""
+    import tensorflow as tf
+    from dgam_tf.evaluation import evaluate
+    from dgam_tf.visualization import plots
+    distribute.split_cpu(cfg.train.cpu_devices)
+    if cfg.train.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    metrics = train_and_evaluate(
+        cfg.model_dir, cfg.data, cfg.model, cfg.train,
+        evaluate.Evaluator(cfg.data, cfg.localization, cfg.evaluation, plots.video_image))
+    if metrics is not None:
+        evaluate.report(metrics, cfg.model_dir, cfg.evaluation)

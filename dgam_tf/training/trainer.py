@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from dgam_tf.data import pipeline, resident
 from dgam_tf.errors import UserError
-from dgam_tf.models import io as model_io
+from dgam_tf.models import model_dir as model_dir_lib
 from dgam_tf.training import debug, distribute, losses, optimizer
 
 CVAE_STAGE, MODEL_STAGE = 1, 2
@@ -69,7 +69,7 @@ class Trainer:
             # layers feeding the losses are float32 (see models/).
             keras.mixed_precision.set_dtype_policy(train.mixed_precision)
         with self.strategy.scope():
-            self.models = model_io.build_models(self.model_config,
+            self.models = model_dir_lib.build_models(self.model_config,
                                                 initializer=train.initializer)
             self.optimizers = {}
             for s, m in self.models.items():
@@ -83,7 +83,7 @@ class Trainer:
                     self.optimizers[(s, part)] = opt
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-        self.checkpoint = model_io.make_checkpoint(self.models, self.optimizers,
+        self.checkpoint = model_dir_lib.make_checkpoint(self.models, self.optimizers,
                                                    epoch=self.epoch, step=self.step)
         self.last_attention = {}
         self._step_bodies = {CVAE_STAGE: self._cvae_step, MODEL_STAGE: self._model_step}

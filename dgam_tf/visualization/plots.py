@@ -6,7 +6,7 @@ as bars.
 
 Written as PNG files by `--mode=visualize` (`plot_model_dir`) and as image
 tensors for `tf.summary.image` during training (`video_image`, given the
-periodic validation's own outputs by main.py). Drawing
+periodic validation's own outputs by its Evaluator). Drawing
 uses matplotlib's Agg canvas directly (no pyplot): no display is needed and
 no global figure state is kept.
 """
@@ -24,11 +24,10 @@ from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from matplotlib.textpath import TextPath
 
-from dgam_tf import io_utils
+from dgam_tf import files
 from dgam_tf.config import LocalizationConfig
 from dgam_tf.errors import UserError
-from dgam_tf.evaluation import evaluate
-from dgam_tf.localization import localize
+from dgam_tf.localization import inference, localize
 
 PNG_DPI = 100
 SUMMARY_DPI = 60  # Smaller images for TensorBoard.
@@ -208,7 +207,7 @@ def plot_video(video, outputs, detections, class_names, path,
     buffer = io.BytesIO()
     draw_video(video, outputs, detections, class_names, class_threshold).savefig(
         buffer, format="png")
-    io_utils.atomic_write_bytes(path, buffer.getvalue())
+    files.atomic_write_bytes(path, buffer.getvalue())
     return path
 
 
@@ -222,16 +221,16 @@ def video_image(video, outputs, detections, class_names,
     return tf.constant(np.asarray(fig.canvas.buffer_rgba())[None])
 
 
-def _videos(modules, data_dir, info, split, data, localization, count, video_ids=()):
-    """Items of evaluate.infer_split: those of `video_ids` if any are given,
+def _videos(modules, data_dir, info, split, data_cfg, localization_cfg, count, video_ids=()):
+    """Items of inference.infer_split: those of `video_ids` if any are given,
     else the first `count`, in split order; reading stops once they are in.
 
     Raises:
       UserError: a video id that is not in the split.
     """
     wanted, chosen = set(video_ids), []
-    with contextlib.closing(evaluate.infer_split(modules, data_dir, info, split, data,
-                                                 localization)) as items:
+    with contextlib.closing(inference.infer_split(modules, data_dir, info, split, data_cfg,
+                                                  localization_cfg)) as items:
         if not wanted:
             return list(itertools.islice(items, count))
         for item in items:
@@ -251,26 +250,31 @@ def _file_name(video):
     return re.sub(r"[^\w.-]", "_", _video_id(video)) + ".png"
 
 
-def plot_model_dir(model_dir, data, localization, evaluation):
-    """--mode=visualize: draws EvalConfig's plot_videos of the test split, or
-    else its first num_plots videos, with the models of
-    evaluate.load_modules (model_dir, or the module-swap folders) into
-    <model_dir>/plots/<video_id>.png.
+def plot_model_dir(model_dir, data_cfg, localization_cfg, eval_cfg):
+    """Draws EvalConfig's plot_videos of the test split, or else its first
+    num_plots videos, with the models of inference.restore (model_dir, or
+    the module-swap folders) into <model_dir>/plots/<video_id>.png.
 
     Returns:
       The written paths, in split order.
 
     Raises:
       UserError: num_plots below 1 without plot_videos, a plot_videos id
-        not in the split, or what load_modules raises.
+        not in the split, or what inference.restore raises.
     """
-    if evaluation.num_plots < 1 and not evaluation.plot_videos:
-        raise UserError(f"--num_plots must be at least 1, got {evaluation.num_plots}")
-    data_dir, info, modules = evaluate.load_modules(model_dir, data, evaluation)
+    if eval_cfg.num_plots < 1 and not eval_cfg.plot_videos:
+        raise UserError(f"--num_plots must be at least 1, got {eval_cfg.num_plots}")
+    data_dir, info, modules, _ = inference.restore(model_dir, data_cfg, eval_cfg)
     out_dir = os.path.join(model_dir, "plots")
     return [plot_video(video, outputs, detections, info.class_names,
                        os.path.join(out_dir, _file_name(video)),
-                       localization.class_threshold)
+                       localization_cfg.class_threshold)
             for video, outputs, detections in _videos(
-                modules, data_dir, info, data.test_split, data, localization,
-                evaluation.num_plots, evaluation.plot_videos)]
+                modules, data_dir, info, data_cfg.test_split, data_cfg, localization_cfg,
+                eval_cfg.num_plots, eval_cfg.plot_videos)]
+
+
+def run(cfg):
+    """--mode=visualize: plot_model_dir, printing each written path."""
+    for path in plot_model_dir(cfg.model_dir, cfg.data, cfg.localization, cfg.evaluation):
+        print(path)

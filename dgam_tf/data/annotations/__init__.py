@@ -11,7 +11,7 @@ release's label matrices: the ground-truth labels in Python's string order.
 """
 import os
 
-from dgam_tf import io_utils
+from dgam_tf import files
 from dgam_tf.errors import UserError
 
 FILES = {"thumos14": "thumos14_test_gt.json",
@@ -33,6 +33,6 @@ def path(name):
 def class_names(name):
     """The class names of "thumos14" (20) or "activitynet12" (100) in the
     order of the release's label matrices (sorted)."""
-    database = io_utils.read_json(path(name), "shipped ground truth")["database"]
+    database = files.read_json(path(name), "shipped ground truth")["database"]
     return sorted({a["label"] for entry in database.values()
                    for a in entry["annotations"]})

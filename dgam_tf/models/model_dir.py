@@ -7,7 +7,7 @@ import os
 
 import tensorflow as tf
 
-from dgam_tf import io_utils
+from dgam_tf import files
 from dgam_tf.config import ModelConfig
 from dgam_tf.errors import UserError
 from dgam_tf.models.dgam import StreamModel
@@ -48,7 +48,7 @@ def settings_path(model_dir):
 
 def read_settings(model_dir, what="model settings (is --model_dir a trained model?)"):
     """The ModelConfig of model_dir's model.json."""
-    return ModelConfig.from_json(io_utils.read_json(settings_path(model_dir), what))
+    return ModelConfig.from_json(files.read_json(settings_path(model_dir), what))
 
 
 def write_settings(model_dir, model):
@@ -56,13 +56,13 @@ def write_settings(model_dir, model):
     a different model (resuming it would fail or mix models)."""
     path = settings_path(model_dir)
     settings = model.to_json()
-    if io_utils.exists(path):
-        old = io_utils.read_json(path, "model settings")
+    if files.exists(path):
+        old = files.read_json(path, "model settings")
         changed = sorted(k for k in settings if old.get(k) != settings[k])
         if changed:
             raise UserError(f"--model_dir {model_dir} holds a model trained with "
                             f"other settings ({', '.join(changed)}); use a new --model_dir")
-    io_utils.atomic_write_json(path, settings)
+    files.atomic_write_json(path, settings)
 
 
 def load_models(model_dir, checkpoint="latest", streams=None):
@@ -106,9 +106,69 @@ def checkpoint_path(model_dir, checkpoint):
         return path
     if tf.io.gfile.exists(checkpoint + ".index"):
         return checkpoint
+    if tf.io.gfile.isdir(checkpoint):          # a folder: its latest checkpoint
+        for folder in (checkpoint, os.path.join(checkpoint, "checkpoints")):
+            path = tf.train.latest_checkpoint(folder)
+            if path:
+                return path
     folder = os.path.dirname(checkpoint) or checkpoints
     found = sorted((os.path.basename(p)[:-len(".index")] for p in tf.io.gfile.glob(
         os.path.join(folder, "*.index"))), key=lambda name: (len(name), name))  # ckpt-9, -10
     raise UserError(f"--checkpoint={checkpoint} is not latest, best or a checkpoint path; "
                     + (f"{folder} has {', '.join(found)}" if found else
                        f"{folder} holds no checkpoint"))
+
+
+def load_modules(model_dir, checkpoint="latest", streams=None, attention_dir=None,
+                 classifier_dir=None):
+    """Restores (attention, classifier) per stream, optionally swapping modules
+    between trained models (the paper's O/N analysis, §7): the attention of
+    `attention_dir` with the classifier of `classifier_dir` (each defaults to
+    model_dir).
+
+    Returns:
+      ({stream: (attention, classifier)}, the attention model's ModelConfig,
+      checkpoint: the restored path, or {"attention": path, "classifier":
+      path} for a swap).
+
+    Raises:
+      UserError: no such model or checkpoint, or two models trained on
+        other classes.
+    """
+    attention_dir = attention_dir or model_dir
+    classifier_dir = classifier_dir or model_dir
+    loaded = {}
+    for folder in dict.fromkeys((attention_dir, classifier_dir)):
+        loaded[folder] = load_models(folder, checkpoint, streams)
+    (attention_models, model_cfg, attention_path) = loaded[attention_dir]
+    (classifier_models, classifier_cfg, classifier_path) = loaded[classifier_dir]
+    if classifier_cfg.class_names != model_cfg.class_names:
+        raise UserError(f"the model in {classifier_dir} was trained on other classes "
+                        f"than the model in {attention_dir}")
+    modules = {s: (attention_models[s].attention, classifier_models[s].classifier)
+               for s in streams or model_cfg.streams}
+    if attention_dir == classifier_dir:
+        return modules, model_cfg, files.abspath(attention_path)
+    return modules, model_cfg, {"attention": files.abspath(attention_path),
+                                "classifier": files.abspath(classifier_path)}
+
+
+def model_flag_mismatches(model_dirs, given):
+    """Model settings given by the user that differ from model.json.
+
+    Args:
+      model_dirs: the trained model folders a mode restores.
+      given: {setting: value} the user set explicitly (ModelConfig fields).
+
+    Returns:
+      [(model_dir, setting, given value, the model's value)]; folders without
+      model.json are left to the restore to report.
+    """
+    found = []
+    for folder in dict.fromkeys(model_dirs):
+        if not files.exists(settings_path(folder)):
+            continue
+        settings = files.read_json(settings_path(folder), "model settings")
+        found += [(folder, name, value, settings[name]) for name, value in given.items()
+                  if name in settings and value != settings[name]]
+    return found

@@ -1,27 +1,20 @@
-"""Reads, atomic writes and the model-dir lock, on any filesystem TensorFlow knows.
+"""Reads and atomic writes, on any filesystem TensorFlow knows.
 
 Local paths use the OS: a rename publishes a file or folder atomically,
 outputs get the modes a plain open()/mkdir gives under the user's umask
-(tempfile's mkstemp/mkdtemp would make them private to their owner), and
-flock guards a model dir. Paths with a scheme (gs://, s3://, hdfs://, ram://)
+(tempfile's mkstemp/mkdtemp would make them private to their owner). Paths with a scheme (gs://, s3://, hdfs://, ram://)
 go through tf.io.gfile, imported only then (eval_detections runs without
 TensorFlow); there a folder has no atomic rename, so a folder is written
 aside and published file by file, the files readers go by last
-(COMMIT_FILES), and the model dir is held by a lock object with a heartbeat.
-docs/cloud.md says what is atomic where.
+(COMMIT_FILES). docs/cloud.md says what is atomic where.
 """
 import contextlib
 import errno
-import fcntl
 import fnmatch
 import json
 import os
 import secrets
 import shutil
-import socket
-import sys
-import threading
-import time
 
 from dgam_tf.errors import UserError
 
@@ -31,13 +24,6 @@ from dgam_tf.errors import UserError
 # order, and an overwritten folder's are withdrawn first, so a reader sees
 # the new folder whole or not at all.
 COMMIT_FILES = ("*.index", "best.json", "dataset.json", "saved_model.pb")
-LOCK_FILE = ".lock"
-# The lock object of a remote model dir: rewritten every HEARTBEAT_SECONDS;
-# a later run takes it over after STALE_SECONDS without a heartbeat. A run
-# holds it once its own write is still there SETTLE_SECONDS later.
-HEARTBEAT_SECONDS = 30
-STALE_SECONDS = 300
-SETTLE_SECONDS = 2.0
 
 
 def is_remote(path):
@@ -72,6 +58,15 @@ def exists(path):
         return os.path.exists(path)
     with _os_errors():
         return _gfile().exists(path)
+
+
+def remove(path):
+    """Deletes a file (OSError as open() would raise it)."""
+    if not is_remote(path):
+        os.remove(path)
+        return
+    with _os_errors():
+        _gfile().remove(path)
 
 
 def read_bytes(path):
@@ -279,104 +274,3 @@ def _write_remote(path, data):
 def atomic_write_json(path, obj):
     """Writes `obj` as indented JSON to `path` atomically."""
     atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
-
-
-def is_chief_task():
-    """False on a multi-worker task that is not the chief (TF_CONFIG's chief,
-    else worker 0), as training.distribute.is_chief decides."""
-    try:
-        task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task") or {}
-    except (json.JSONDecodeError, AttributeError):
-        return True     # distribute.make_strategy names the mistake
-    return task.get("type") in ("chief", None) or (
-        task.get("type") == "worker" and task.get("index") == 0)
-
-
-@contextlib.contextmanager
-def model_dir_lock(model_dir, multi_worker=False):
-    """Holds model_dir for one training run; another run is refused with one
-    line naming the holder.
-
-    Locally an flock, which the OS frees if we crash. On a remote filesystem
-    a lock object, `<model_dir>/.lock`, holding owner, host, pid and a
-    heartbeat: a run that died without removing it is taken over once its
-    heartbeat is STALE_SECONDS old. With `multi_worker` only the chief locks
-    (the other workers write nothing there).
-    """
-    if multi_worker and not is_chief_task():
-        yield
-        return
-    if is_remote(model_dir):
-        with _lock_object(model_dir):
-            yield
-        return
-    try:
-        os.makedirs(model_dir, exist_ok=True)
-        f = open(os.path.join(model_dir, LOCK_FILE), "w")
-    except OSError as e:
-        raise UserError(f"cannot write to --model_dir {model_dir}: {e.strerror}") from None
-    with f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UserError(f"another training run holds {model_dir}; wait for it to "
-                            "finish or use another --model_dir") from None
-        yield
-
-
-def _read_lock(path):
-    """The lock object's contents, or None if there is none (or unreadable)."""
-    try:
-        holder = json.loads(read_bytes(path))
-        return holder if isinstance(holder, dict) and "owner" in holder else None
-    except (OSError, ValueError):
-        return None
-
-
-def _holder(lock):
-    age = time.time() - float(lock.get("heartbeat", 0))
-    return f"host {lock.get('host')} pid {lock.get('pid')}, last heartbeat {age:.0f} s ago"
-
-
-@contextlib.contextmanager
-def _lock_object(model_dir):
-    path = os.path.join(model_dir, LOCK_FILE)
-    me = {"owner": secrets.token_hex(8), "host": socket.gethostname(), "pid": os.getpid()}
-    held = _read_lock(path)
-    if held is not None:
-        if time.time() - float(held.get("heartbeat", 0)) < STALE_SECONDS:
-            raise UserError(f"another training run holds {model_dir} ({_holder(held)}; taken "
-                            f"over after {STALE_SECONDS} s without one): wait for it to "
-                            "finish or use another --model_dir")
-        print(f"Taking over {model_dir} from a run that stopped ({_holder(held)})",
-              file=sys.stderr, flush=True)
-    atomic_write_json(path, dict(me, heartbeat=time.time()))
-    time.sleep(SETTLE_SECONDS)   # A run that started at the same time wrote after us?
-    held = _read_lock(path)
-    if held is None or held["owner"] != me["owner"]:
-        raise UserError(f"another training run took {model_dir} at the same time"
-                        + (f" ({_holder(held)})" if held else "") + "; use another --model_dir")
-    stop = threading.Event()
-    beat = threading.Thread(target=_heartbeat, args=(path, me, stop), daemon=True)
-    beat.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        beat.join()
-        if (_read_lock(path) or {}).get("owner") == me["owner"]:
-            with contextlib.suppress(Exception), _os_errors():
-                _gfile().remove(path)
-
-
-def _heartbeat(path, me, stop):
-    """Rewrites the lock object every HEARTBEAT_SECONDS until `stop`; warns
-    once and stops if another run took it over."""
-    while not stop.wait(HEARTBEAT_SECONDS):
-        held = _read_lock(path)
-        if held is not None and held["owner"] != me["owner"]:
-            print(f"warning: {path} was taken over by {_holder(held)}; this run no "
-                  "longer holds its model dir", file=sys.stderr, flush=True)
-            return
-        with contextlib.suppress(UserError):   # a network hiccup: try at the next beat
-            atomic_write_json(path, dict(me, heartbeat=time.time()))

@@ -5,13 +5,13 @@ import os
 import pytest
 
 from conftest import tiny_config, train
-from dgam_tf import io_utils
+from dgam_tf import files
 from dgam_tf.errors import UserError
 
 
 def test_failed_block_leaves_nothing(tmp_path):
     with pytest.raises(RuntimeError):
-        with io_utils.atomic_output_dir(str(tmp_path / "out")) as tmp:
+        with files.atomic_output_dir(str(tmp_path / "out")) as tmp:
             open(os.path.join(tmp, "part"), "w").close()
             raise RuntimeError("crash")
     assert os.listdir(tmp_path) == []
@@ -20,7 +20,7 @@ def test_failed_block_leaves_nothing(tmp_path):
 def test_folder_that_appears_meanwhile_is_not_replaced(tmp_path):
     target = tmp_path / "out"
     with pytest.raises(UserError, match="appeared while it was being written"):
-        with io_utils.atomic_output_dir(str(target)) as tmp:
+        with files.atomic_output_dir(str(target)) as tmp:
             open(os.path.join(tmp, "mine"), "w").close()
             target.mkdir()
             (target / "theirs").write_text("x")
@@ -32,10 +32,10 @@ def test_overwrite_replaces_and_json_is_written_whole(tmp_path):
     target = tmp_path / "out"
     target.mkdir()
     (target / "old").write_text("x")
-    with io_utils.atomic_output_dir(str(target), overwrite=True) as tmp:
-        io_utils.atomic_write_json(os.path.join(tmp, "a.json"), {"k": [1, 2]})
+    with files.atomic_output_dir(str(target), overwrite=True) as tmp:
+        files.atomic_write_json(os.path.join(tmp, "a.json"), {"k": [1, 2]})
     assert os.listdir(target) == ["a.json"]
-    assert io_utils.read_json(str(target / "a.json")) == {"k": [1, 2]}
+    assert files.read_json(str(target / "a.json")) == {"k": [1, 2]}
     assert sorted(os.listdir(tmp_path)) == ["out"]
 
 
@@ -56,34 +56,12 @@ def test_outputs_get_the_modes_of_a_plain_open_and_mkdir(tmp_path, umask):
     open(tmp_path / "plain.json", "w").close()
     (tmp_path / "plain_dir").mkdir()
     assert _mode(tmp_path / "plain.json") == 0o666 & ~umask
-    with io_utils.atomic_output_dir(str(tmp_path / "out")) as tmp:
-        io_utils.atomic_write_json(os.path.join(tmp, "inner.json"), {})
-    io_utils.atomic_write_json(str(tmp_path / "metrics.json"), {})
+    with files.atomic_output_dir(str(tmp_path / "out")) as tmp:
+        files.atomic_write_json(os.path.join(tmp, "inner.json"), {})
+    files.atomic_write_json(str(tmp_path / "metrics.json"), {})
     assert _mode(tmp_path / "out") == _mode(tmp_path / "plain_dir") == 0o777 & ~umask
     for path in (tmp_path / "out" / "inner.json", tmp_path / "metrics.json"):
         assert _mode(path) == _mode(tmp_path / "plain.json")
-
-
-def test_second_run_on_a_held_model_dir_is_refused(tmp_path):
-    with io_utils.model_dir_lock(str(tmp_path)):
-        with pytest.raises(UserError, match="another training run holds"):
-            with io_utils.model_dir_lock(str(tmp_path)):
-                pass
-    with io_utils.model_dir_lock(str(tmp_path)):   # released after the first
-        pass
-
-
-@pytest.mark.parametrize("tf_config, locks", [
-    (None, True),
-    ('{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}', True),
-    ('{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}', False),
-    ('{"cluster": {"chief": ["a:1"], "worker": ["b:1"]}, "task": {"type": "chief", '
-     '"index": 0}}', True)])
-def test_only_the_chief_of_a_multi_worker_run_locks(tmp_path, monkeypatch, tf_config, locks):
-    if tf_config:
-        monkeypatch.setenv("TF_CONFIG", tf_config)
-    with io_utils.model_dir_lock(str(tmp_path), multi_worker=True):
-        assert (tmp_path / io_utils.LOCK_FILE).exists() == locks
 
 
 def test_unwritable_model_dir_is_refused_before_any_work(tiny_data_dir, tmp_path):

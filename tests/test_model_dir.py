@@ -1,4 +1,4 @@
-"""models/io.py: restoring (the baseline without GAM has no CVAE), a missing
+"""models/model_dir.py: restoring (the baseline without GAM has no CVAE), a missing
 checkpoint named with those that exist, a model_dir of another model refused."""
 import re
 
@@ -6,12 +6,12 @@ import pytest
 
 from conftest import tiny_config, train
 from dgam_tf.errors import UserError
-from dgam_tf.models import io as model_io
+from dgam_tf.models import model_dir as model_dir_lib
 
 
 def test_baseline_without_gam_has_no_cvae(tiny_data_dir, tmp_path):
     train(tiny_config(tiny_data_dir, tmp_path / "m", gam=False, epochs=1))
-    models, settings, _ = model_io.load_models(str(tmp_path / "m"))
+    models, settings, _ = model_dir_lib.load_models(str(tmp_path / "m"))
     assert settings.gam is False
     assert all(m.cvae is None for m in models.values())
 
@@ -26,7 +26,7 @@ def test_baseline_without_gam_has_no_cvae(tiny_data_dir, tmp_path):
 def test_a_missing_checkpoint_is_named_with_those_that_exist(tiny_model_dir, checkpoint,
                                                              message):
     with pytest.raises(UserError, match=re.escape(message.format(m=tiny_model_dir))):
-        model_io.load_models(tiny_model_dir, checkpoint.format(m=tiny_model_dir))
+        model_dir_lib.load_models(tiny_model_dir, checkpoint.format(m=tiny_model_dir))
 
 
 def test_model_dir_of_another_model_is_refused(tiny_data_dir, tiny_model_dir):
