@@ -70,20 +70,21 @@ def thumos_lengths(num_videos, mean=350, longest=2700, sigma=0.87):
 
 
 def write_dataset(path, num_videos, feature_dim, num_classes=20, num_shards=4):
-    from dgam_tf.data import records
+    from dgam_tf.config import SECONDS_PER_SEGMENT, STREAMS
+from dgam_tf.data import records
     info = records.DatasetInfo(class_names=[f"class{c}" for c in range(num_classes)],
-                               streams=list(records.STREAMS), feature_dim=feature_dim)
+                               streams=list(STREAMS), feature_dim=feature_dim)
     rng = np.random.default_rng(num_videos)
     lengths = thumos_lengths(num_videos)
     with records.DatasetWriter(path, info, num_shards={"train": num_shards}) as writer:
         for i, t in enumerate(lengths):
             features = {s: np.maximum(rng.standard_normal((t, feature_dim), np.float32) * 0.5
-                                      + 0.4, 0) for s in records.STREAMS}
+                                      + 0.4, 0) for s in STREAMS}
             labels = sorted({i % num_classes, (i * 7) % num_classes} if i % 4 == 0
                             else {i % num_classes})
             writer.add("train", records.Video(
                 video_id=f"video_validation_{i:07d}", features=features, labels=labels,
-                duration=t * records.DEFAULT_SECONDS_PER_SEGMENT))
+                duration=t * SECONDS_PER_SEGMENT))
     return lengths
 
 

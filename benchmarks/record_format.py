@@ -26,6 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from dgam_tf.config import SECONDS_PER_SEGMENT, STREAMS  # noqa: E402
 from dgam_tf.data import records  # noqa: E402
 
 
@@ -34,9 +35,9 @@ def _videos(num_videos, num_segments, feature_dim):
     rng = np.random.default_rng(0)
     for i in range(num_videos):
         features = {s: np.maximum(rng.normal(0.4, 0.5, (num_segments, feature_dim)), 0)
-                    .astype(np.float32) for s in records.STREAMS}
+                    .astype(np.float32) for s in STREAMS}
         yield records.Video(video_id=f"video_{i:04d}", features=features, labels=[i % 20],
-                            duration=num_segments * records.DEFAULT_SECONDS_PER_SEGMENT,
+                            duration=num_segments * SECONDS_PER_SEGMENT,
                             gt=[(1.0, 5.0, i % 20)])
 
 
@@ -93,7 +94,7 @@ def main():
     parser.add_argument("--feature_dim", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    streams = list(records.STREAMS)
+    streams = list(STREAMS)
     encoders = {"float16": lambda v: records.encode_video(v, "float16"),
                 "float32": lambda v: records.encode_video(v, "float32"),
                 "float_list": _encode_float_list}

@@ -20,7 +20,7 @@ latent size and `C + 1` classes:
     encoder    F_enc = 2N ((D+1) Hc + Hc Hc + Hc 2L)      on concat(x, lambda)
     decoder    F_dh  = 2N ((L+1) Hc + Hc Hc)              hidden layers, on concat(z, lambda)
                F_out = 2N Hc D, F_g = 2N Hc Hc            its D-wide output layer W: the MSE
-               is expanded (losses.decoder_mse) into x W^T [N, Hc] and h (W W^T) [N, Hc];
+               is expanded (CVAE.decoder_mse) into x W^T [N, Hc] and h (W W^T) [N, Hc];
                the reconstruction h W is never formed
     forward  = F_att + F_enc + F_dh + F_out + F_g
     backward = F_enc                      (encoder kernel gradients)
@@ -76,6 +76,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from dgam_tf.config import SECONDS_PER_SEGMENT  # noqa: E402
 from dgam_tf.config import DataConfig, ModelConfig, TrainConfig  # noqa: E402
 from dgam_tf.data import records  # noqa: E402
 from dgam_tf.training import trainer as trainer_lib  # noqa: E402
@@ -139,7 +140,7 @@ def _tiny_dataset(path, stream, feature_dim, num_classes, num_videos):
         for i in range(num_videos):
             writer.add("train", records.Video(
                 video_id=f"v{i}", features={stream: rng.uniform(size=(2, feature_dim))},
-                labels=[i % num_classes], duration=2 * records.DEFAULT_SECONDS_PER_SEGMENT))
+                labels=[i % num_classes], duration=2 * SECONDS_PER_SEGMENT))
     return records.load_info(path)
 
 

@@ -19,6 +19,8 @@ import numpy as np
 from dgam_tf.errors import UserError
 
 STREAMS = ("rgb", "flow")
+# Seconds covered by one feature segment: 16 frames at 25 fps.
+SECONDS_PER_SEGMENT = 16 / 25
 DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "dgam_tf")
 
 # The tIoU thresholds the papers report (linspace values, as in the release).
@@ -27,8 +29,8 @@ ACTIVITYNET_TIOU_THRESHOLDS = tuple(float(t) for t in np.linspace(0.5, 0.95, 10)
 DATASET_TIOU_THRESHOLDS = {"activitynet12": ACTIVITYNET_TIOU_THRESHOLDS}
 
 
-def _frozen(mapping):
-    """A dict default of a frozen dataclass (copied per instance)."""
+def _dict_field(mapping):
+    """A dataclass field whose default is a fresh copy of `mapping` per instance."""
     return dataclasses.field(default_factory=lambda: dict(mapping))
 
 
@@ -148,7 +150,7 @@ class TrainConfig:
     adam_beta1: float = 0.8
     adam_beta2: float = 0.999
     adam_epsilon: float = 1e-8
-    loss_weights: Mapping[str, Tuple[float, float, float, float]] = _frozen(
+    loss_weights: Mapping[str, Tuple[float, float, float, float]] = _dict_field(
         {"rgb": (1.0, 0.03, 0.1, 0.5), "flow": (1.0, 0.03, 0.1, 0.3)})
     ramp_recon: bool = True
     cvae_weight: float = 10.0
@@ -189,8 +191,8 @@ class LocalizationConfig:
       nms_iou: IoU above which NMS drops a fused proposal.
     """
     class_threshold: float = 0.1
-    fusion_alpha: Mapping[str, float] = _frozen({"rgb": 0.35, "flow": 0.65})
-    proposal_threshold: Mapping[str, float] = _frozen({"rgb": 0.03, "flow": 0.08})
+    fusion_alpha: Mapping[str, float] = _dict_field({"rgb": 0.35, "flow": 0.65})
+    proposal_threshold: Mapping[str, float] = _dict_field({"rgb": 0.03, "flow": 0.08})
     smooth_sigma: float = 0.0
     upsample: int = 20
     attention_weight: float = 0.2
@@ -295,13 +297,15 @@ class ExtractConfig:
     annotations: Optional[str] = None
     i3d_rgb_checkpoint: Optional[str] = None
     i3d_flow_checkpoint: Optional[str] = None
+    # How the run goes.
     skip_bad_videos: bool = False
+    clips_per_batch: int = 8
+    # The recipe of the public THUMOS14 / ActivityNet features (docs/features.md).
     segment_frames: int = 16
     fps: float = 25.0
     resize_short_side: int = 256
     crop_size: int = 224
     flow_bound: float = 20.0
-    clips_per_batch: int = 8
 
 
 @dataclasses.dataclass(frozen=True)

@@ -60,6 +60,21 @@ def exists(path):
         return _gfile().exists(path)
 
 
+def require_dir(path, missing="missing folder"):
+    """UserError "{missing}: {path}" unless `path` is a folder, or one line on
+    why it cannot be read (e.g. a scheme TensorFlow does not know)."""
+    try:
+        if not is_remote(path):
+            found = os.path.isdir(path)
+        else:
+            with _os_errors():   # exists() raises on an unknown scheme, isdir() not
+                found = _gfile().exists(path) and _gfile().isdir(path)
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {(e.strerror or '').splitlines()[0]}") from None
+    if not found:
+        raise UserError(f"{missing}: {path}")
+
+
 def remove(path):
     """Deletes a file (OSError as open() would raise it)."""
     if not is_remote(path):

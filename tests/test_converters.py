@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 
+from dgam_tf.config import STREAMS
 from dgam_tf.data import converters, records
 from dgam_tf.errors import UserError
 
@@ -53,7 +54,7 @@ def make_dgam(root, names=("Alpha", "Beta", "Gamma"), columns=(0, 1, 2)):
     expected = {}
     for split, videos in splits.items():
         folder = os.path.join(root, f"{split}_data")
-        for stream in records.STREAMS:
+        for stream in STREAMS:
             os.makedirs(os.path.join(folder, f"{stream}_features"))
         labels = np.zeros((len(videos), len(names)), np.float32)
         expected[split] = []

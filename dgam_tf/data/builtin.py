@@ -4,6 +4,7 @@ truth as ActivityNet JSON."""
 import os
 
 from dgam_tf import files
+from dgam_tf.config import STREAMS
 from dgam_tf.data import realistic, records, synthetic
 from dgam_tf.errors import UserError
 
@@ -38,7 +39,7 @@ def generate(out_dir, *, seed=0, num_shards=4, overwrite=False, preset="basic", 
         config = synthetic.SyntheticConfig(**config)
         generator = synthetic.SyntheticGenerator(config, seed)
     info = records.DatasetInfo(
-        class_names=config.class_names, streams=list(records.STREAMS),
+        class_names=config.class_names, streams=list(STREAMS),
         feature_dim=config.feature_dim, feature_dtype="float16",
         name=f"synthetic {preset} (seed {seed})")
     database = {}

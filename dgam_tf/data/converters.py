@@ -37,6 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from dgam_tf import files
+from dgam_tf.config import STREAMS
 from dgam_tf.data import annotations as standard_gt
 from dgam_tf.data import records
 from dgam_tf.errors import UserError
@@ -90,13 +91,13 @@ def convert(source_format, source_dir, out_dir, *, annotations=None, class_names
                         f"got '{feature_dtype}'")
     if not (stride > 0 and fps > 0):
         raise UserError(f"stride and fps must be positive, got {stride} and {fps}")
-    if stream is not None and stream not in records.STREAMS:
-        raise UserError(f"stream must be one of {records.STREAMS}, got '{stream}'")
+    if stream is not None and stream not in STREAMS:
+        raise UserError(f"stream must be one of {STREAMS}, got '{stream}'")
     # Fail before reading what may be gigabytes of features.
     if files.exists(out_dir) and not overwrite:
         raise UserError(f"{files.abspath(out_dir)} already exists; refusing to overwrite "
                         "it (pass --overwrite to replace it)")
-    _require_dir(source_dir)
+    files.require_dir(source_dir)
     names = _read_class_names(class_names) if class_names else None
     if source_format == "dgam":
         source = _dgam(source_dir, annotations, names, stream, stride / fps)
@@ -120,11 +121,11 @@ def convert(source_format, source_dir, out_dir, *, annotations=None, class_names
 
 def _dgam(source_dir, annotations, class_names, stream, seconds_per_segment):
     """Reads the DGAM / STPN layout into a _Source."""
-    streams = [stream] if stream else list(records.STREAMS)
+    streams = [stream] if stream else list(STREAMS)
     plan = []  # (split, folder, labels [N, C], names or None)
     for split in ("train", "test"):
         folder = os.path.join(source_dir, f"{split}_data")
-        _require_dir(folder)
+        files.require_dir(folder)
         labels_path = os.path.join(folder, f"{split}_labels.npy")
         labels = _load_npy(labels_path)
         if labels.ndim != 2 or not np.isin(labels, (0, 1)).all():
@@ -144,7 +145,7 @@ def _dgam(source_dir, annotations, class_names, stream, seconds_per_segment):
                             "need their names to match the ground truth")
         for name in streams:
             stream_dir = os.path.join(folder, f"{name}_features")
-            _require_dir(stream_dir)
+            files.require_dir(stream_dir)
             count = sum(bool(re.fullmatch(r"\d+\.npy", f))
                         for f in tf.io.gfile.listdir(stream_dir))
             if count != len(labels):
@@ -221,7 +222,7 @@ def _wtalc(source_dir, class_names, allow_pickle, stream, seconds_per_segment):
     features_path = _only_file([source_dir], "*-I3D-JOINTFeatures.npy", "W-TALC feature file")
     name = os.path.basename(features_path)[:-len("-I3D-JOINTFeatures.npy")]
     annotation_dir = os.path.join(source_dir, f"{name}-Annotations")
-    _require_dir(annotation_dir)
+    files.require_dir(annotation_dir)
     arrays = {key: _load_npy(os.path.join(annotation_dir, f"{key}.npy"), allow_pickle)
               for key in _WTALC_FILES}
     features = _load_npy(features_path, allow_pickle)
@@ -240,7 +241,7 @@ def _wtalc(source_dir, class_names, allow_pickle, stream, seconds_per_segment):
     labels_all_path = os.path.join(annotation_dir, "labels_all.npy")
     where = [f"{features_path} (video '{v}')" for v in video_ids]
     feature_dim = _joint_streams(features[0], where[0])["rgb"].shape[1]
-    streams = [stream] if stream else list(records.STREAMS)
+    streams = [stream] if stream else list(STREAMS)
 
     def videos():
         for i, subset in enumerate(subsets):
@@ -308,7 +309,7 @@ def _npy_dir(source_dir, annotations, class_names, stream, stride, fps):
             yield split, _video(video_id, load(video_id, feature_dim), labels, entry,
                                 class_ids, seconds_per_segment, json_path)
 
-    return _Source(class_names, [stream] if stream else list(records.STREAMS), feature_dim,
+    return _Source(class_names, [stream] if stream else list(STREAMS), feature_dim,
                    videos())
 
 
@@ -460,15 +461,6 @@ def _only_file(folders, pattern, what):
             raise UserError(f"several candidates for the {what} in {folder}: "
                             f"{', '.join(os.path.basename(f) for f in found)}")
     raise UserError(f"missing file: no {pattern} ({what}) in {' or '.join(folders)}")
-
-
-def _require_dir(path):
-    try:
-        found = tf.io.gfile.exists(path) and tf.io.gfile.isdir(path)
-    except tf.errors.OpError as e:   # e.g. an unknown scheme: see docs/cloud.md
-        raise UserError(f"cannot read {path}: {records.first_line(e)}") from None
-    if not found:
-        raise UserError(f"missing folder: {path}")
 
 
 def _is_file(path):

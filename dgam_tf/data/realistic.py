@@ -38,10 +38,10 @@ import dataclasses
 
 import numpy as np
 
+from dgam_tf.config import SECONDS_PER_SEGMENT, STREAMS
 from dgam_tf.data import records, synthetic
 from dgam_tf.data.synthetic import ACTION, BACKGROUND, CONTEXT, Layout
 
-SECONDS_PER_SEGMENT = records.DEFAULT_SECONDS_PER_SEGMENT
 _PROTOTYPES, _LAYOUT, _RENDER = range(10, 13)   # generator purposes, apart from synthetic.py's
 
 
@@ -170,7 +170,7 @@ class RealisticGenerator:
         self.seed = seed
         self._prototypes = {
             s: _draw_prototypes(synthetic.keyed_rng(seed, _PROTOTYPES, i), config, I3D_PROFILES[s])
-            for i, s in enumerate(records.STREAMS)}
+            for i, s in enumerate(STREAMS)}
 
     def video(self, split, index):
         """Returns (Video, Layout) of video `index` of `split`."""
@@ -179,5 +179,5 @@ class RealisticGenerator:
         features = {
             s: render_stream(synthetic.keyed_rng(self.seed, _RENDER, code, 2 * index + i),
                              layout, self._prototypes[s], I3D_PROFILES[s])
-            for i, s in enumerate(records.STREAMS)}
+            for i, s in enumerate(STREAMS)}
         return synthetic.make_video(split, index, features, layout), layout

@@ -19,14 +19,12 @@ import numpy as np
 import tensorflow as tf
 
 from dgam_tf import files
+from dgam_tf.config import SECONDS_PER_SEGMENT, STREAMS
 from dgam_tf.errors import UserError
 
 FORMAT_VERSION = 1
 METADATA_FILE = "dataset.json"
 FEATURE_DTYPES = ("float16", "float32")
-STREAMS = ("rgb", "flow")
-# I3D features: one segment per 16 frames at 25 fps.
-DEFAULT_SECONDS_PER_SEGMENT = 16 / 25
 
 
 @dataclasses.dataclass
@@ -46,7 +44,7 @@ class Video:
     features: Dict[str, np.ndarray]
     labels: List[int]
     duration: float
-    seconds_per_segment: float = DEFAULT_SECONDS_PER_SEGMENT
+    seconds_per_segment: float = SECONDS_PER_SEGMENT
     gt: List[Tuple[float, float, int]] = dataclasses.field(default_factory=list)
 
     @property
@@ -86,12 +84,7 @@ class DatasetInfo:
 
 def load_info(data_dir):
     """Reads and checks `<data_dir>/dataset.json`."""
-    try:
-        found = tf.io.gfile.exists(data_dir) and tf.io.gfile.isdir(data_dir)
-    except tf.errors.OpError as e:   # e.g. an unknown scheme: see docs/cloud.md
-        raise UserError(f"cannot read {data_dir}: {first_line(e)}") from None
-    if not found:
-        raise UserError(f"data folder not found: {data_dir}")
+    files.require_dir(data_dir, "data folder not found")
     path = os.path.join(data_dir, METADATA_FILE)
     raw = files.read_json(path, "dataset metadata")
     try:

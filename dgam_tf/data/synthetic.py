@@ -64,12 +64,12 @@ from typing import List, Tuple
 
 import numpy as np
 
+from dgam_tf.config import SECONDS_PER_SEGMENT, STREAMS
 from dgam_tf.data import records
 from dgam_tf.errors import UserError
 
 SPLITS = ("train", "validation", "test")
 GT_FILE = "gt.json"   # ground truth of every split, ActivityNet JSON
-SECONDS_PER_SEGMENT = records.DEFAULT_SECONDS_PER_SEGMENT
 
 # Segment kinds of a Layout.
 BACKGROUND, CONTEXT, ACTION = 0, 1, 2
@@ -337,7 +337,7 @@ class SyntheticGenerator:
         self.seed = seed
         self._prototypes = {
             stream: _draw_prototypes(keyed_rng(seed, _PROTOTYPES, i), config)
-            for i, stream in enumerate(records.STREAMS)}
+            for i, stream in enumerate(STREAMS)}
 
     def video(self, split, index):
         """Returns (Video, Layout) of video `index` of `split`."""
@@ -345,9 +345,9 @@ class SyntheticGenerator:
         layout = sample_layout(keyed_rng(self.seed, _LAYOUT, split_code, index), self.config)
         features = {
             stream: render_stream(
-                keyed_rng(self.seed, _RENDER, split_code, index * len(records.STREAMS) + i),
+                keyed_rng(self.seed, _RENDER, split_code, index * len(STREAMS) + i),
                 layout, self._prototypes[stream], STREAM_PROFILES[stream], self.config)
-            for i, stream in enumerate(records.STREAMS)}
+            for i, stream in enumerate(STREAMS)}
         return make_video(split, index, features, layout), layout
 
 

@@ -35,12 +35,11 @@ import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
 from dgam_tf import files
-from dgam_tf.config import STREAMS, DataConfig, LocalizationConfig
+from dgam_tf.config import SECONDS_PER_SEGMENT, STREAMS, DataConfig, LocalizationConfig
 from dgam_tf.data import sampling
 from dgam_tf.errors import UserError
 from dgam_tf.export import signatures
 from dgam_tf.localization import graph as graph_localization
-from dgam_tf.localization.localize import SECONDS_PER_SEGMENT
 from dgam_tf.models import model_dir as model_dir_lib
 from dgam_tf.models.dgam import video_outputs
 

@@ -20,18 +20,13 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from dgam_tf.config import LocalizationConfig
-from dgam_tf.localization.localize import SECONDS_PER_SEGMENT
+from dgam_tf.config import SECONDS_PER_SEGMENT, LocalizationConfig
+from dgam_tf.localization import proposals
 
 
 class StreamTensors(NamedTuple):
-    """One stream's outputs on the n uniformly sampled segments of a video.
-
-    Attributes:
-      attention: [n] attention lambda.
-      class_probs: [C] softmax over C + 1 classes with background dropped.
-      tcam: [n, C] T-CAM x W^T (no bias), background column dropped.
-    """
+    """`localize.StreamOutput` as tensors (attention [n], class_probs [C],
+    tcam [n, C])."""
     attention: tf.Tensor
     class_probs: tf.Tensor
     tcam: tf.Tensor
@@ -92,31 +87,33 @@ def upsample_linear(signal, factor):
     return low + (high - low) * fraction
 
 
-def gaussian_smooth(signal, sigma, truncate=4.0):
-    """Gaussian smoothing along the last axis, like scipy's gaussian_filter1d.
+def gaussian_smooth(signal, sigma, truncate=4.0, axis=-1):
+    """Gaussian smoothing along `axis`, like scipy's gaussian_filter1d.
 
-    Radius `int(truncate * sigma + 0.5)`, 'reflect' borders (d c b a | a b c d
-    | d c b a), repeated when the radius exceeds the signal length.
+    The kernel of `proposals.gaussian_kernel` (radius `int(truncate * sigma +
+    0.5)`) in the signal's dtype; 'reflect' borders (d c b a | a b c d |
+    d c b a), repeated when the radius exceeds the signal length.
 
     Args:
-      signal: float64 [K, N].
+      signal: float tensor, e.g. float64 [K, N] (localization) or float32
+        [B, T, K] along axis 1 (L_guide).
       sigma: Python float > 0, in samples.
       truncate: radius in standard deviations.
+      axis: -1 or a non-negative axis.
 
     Returns:
-      float64 [K, N].
+      A tensor of the signal's shape and dtype.
     """
-    radius = int(truncate * sigma + 0.5)
-    offsets = tf.range(-radius, radius + 1)
-    weights = tf.exp(-0.5 * tf.square(tf.cast(offsets, tf.float64)) / sigma**2)
-    weights /= tf.reduce_sum(weights)  # [2 radius + 1]
-    n = tf.shape(signal)[-1]
+    weights = proposals.gaussian_kernel(sigma, truncate).astype(signal.dtype.as_numpy_dtype)
+    radius = len(weights) // 2
+    n = tf.shape(signal)[axis]
     # Reflection is periodic with period 2N: position p reads p mod 2N,
-    # mirrored in the second half.
-    period = tf.math.floormod(tf.range(n)[:, None] + offsets[None, :], 2 * n)
-    index = tf.where(period < n, period, 2 * n - 1 - period)  # [N, 2 radius + 1]
-    windows = tf.gather(signal, index, axis=-1)  # [K, N, 2 radius + 1]
-    return tf.linalg.matvec(windows, weights)
+    # mirrored in the second half (any N >= 1).
+    period = tf.math.floormod(tf.range(-radius, n + radius), 2 * n)
+    padded = tf.gather(signal, tf.where(period < n, period, 2 * n - 1 - period),
+                       axis=axis)  # N + 2 radius along axis
+    lead = (Ellipsis,) if axis == -1 else (slice(None),) * axis
+    return tf.add_n([w * padded[lead + (slice(k, k + n),)] for k, w in enumerate(weights)])
 
 
 def group_runs(keep):

@@ -10,12 +10,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from dgam_tf.config import LocalizationConfig
+from dgam_tf.config import SECONDS_PER_SEGMENT, LocalizationConfig
 from dgam_tf.localization import proposals
-
-# Seconds covered by one feature segment: 16 frames at 25 fps.
-SECONDS_PER_SEGMENT = 0.64
-
 
 @dataclasses.dataclass(frozen=True)
 class StreamOutput:

@@ -36,14 +36,22 @@ def upsample_linear(signal, factor):
     return low + (high - low) * fraction
 
 
+def gaussian_kernel(sigma, truncate=4.0):
+    """scipy.ndimage.gaussian_filter1d's kernel: float64 [2 r + 1], r =
+    int(truncate * sigma + 0.5), normalised to sum 1."""
+    radius = int(truncate * sigma + 0.5)
+    weights = np.exp(-0.5 * np.arange(-radius, radius + 1) ** 2 / sigma**2)
+    return weights / weights.sum()
+
+
 def gaussian_smooth(signal, sigma, truncate=4.0):
     """Smooths a signal with a normalised Gaussian along its last axis.
 
     Matches `scipy.ndimage.gaussian_filter1d(signal, sigma, axis=-1)` with its
-    defaults: the kernel has radius `int(truncate * sigma + 0.5)` and the
-    signal is extended by mirror reflection that repeats the edge sample
-    (scipy mode 'reflect', numpy pad mode 'symmetric': d c b a | a b c d |
-    d c b a), repeatedly when the radius exceeds the signal length.
+    defaults: the kernel of `gaussian_kernel`, and the signal extended by
+    mirror reflection that repeats the edge sample (scipy mode 'reflect',
+    numpy pad mode 'symmetric': d c b a | a b c d | d c b a), repeatedly when
+    the radius exceeds the signal length.
 
     Args:
       signal: float array [..., N].
@@ -54,10 +62,8 @@ def gaussian_smooth(signal, sigma, truncate=4.0):
       float64 array [..., N].
     """
     signal = np.asarray(signal, dtype=np.float64)
-    radius = int(truncate * sigma + 0.5)
-    offsets = np.arange(-radius, radius + 1)
-    weights = np.exp(-0.5 * offsets**2 / sigma**2)
-    weights /= weights.sum()
+    weights = gaussian_kernel(sigma, truncate)
+    radius = len(weights) // 2
     pad = [(0, 0)] * (signal.ndim - 1) + [(radius, radius)]
     padded = np.pad(signal, pad, mode="symmetric")  # [..., N + 2 radius]
     windows = np.lib.stride_tricks.sliding_window_view(

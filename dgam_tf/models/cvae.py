@@ -51,6 +51,29 @@ class CVAE(keras.Model):
         h = tf.concat([z, tf.cast(attention, z.dtype)[..., None]], axis=-1)
         return self.decoder(tf.cast(h, self.compute_dtype))
 
+    def decoder_mse(self, z, attention, x):
+        """Mean over D of (decode(z, lambda) - x)², per segment: [B, T] float32.
+
+        The [B, T, D] reconstruction is never built. With h the decoder's last
+        hidden layer [B, T, H] and W [H, D], b [D] its (linear, float32) output
+        layer, ||h W + b - x||² = h·(h W Wᵀ) + 2 h·(W b - x Wᵀ) + ||x||² - 2 x·b
+        + ||b||²: the only D-wide matmul left is x Wᵀ, and nothing [B, T, D] is
+        written but x² (docs/performance.md).
+        """
+        *hidden, output = self.decoder.layers
+        h = tf.cast(tf.concat([z, tf.cast(attention, z.dtype)[..., None]], axis=-1),
+                    self.compute_dtype)
+        for layer in hidden:
+            h = layer(h)
+        h = tf.cast(h, tf.float32)                                      # [B, T, H]
+        w, b = tf.convert_to_tensor(output.kernel), tf.convert_to_tensor(output.bias)
+        x = tf.cast(x, tf.float32)
+        hw_sq = tf.reduce_sum(tf.matmul(h, tf.matmul(w, w, transpose_b=True)) * h, -1)
+        cross = tf.reduce_sum(h * (tf.linalg.matvec(w, b) - tf.matmul(x, w, transpose_b=True)),
+                              -1)
+        x_sq = tf.reduce_sum(tf.square(x), -1) - 2 * tf.linalg.matvec(x, b) + tf.reduce_sum(b * b)
+        return (hw_sq + 2 * cross + x_sq) / tf.cast(tf.shape(x)[-1], tf.float32)
+
     def call(self, x, attention, noise):
         """Reconstruction through the posterior.
 

@@ -1,13 +1,9 @@
 """DGAM losses (algorithm.md §3). Each returns per-example values [B] so the
 caller can average over the global batch under a tf.distribute strategy."""
-import numpy as np
 import tensorflow as tf
 
+from dgam_tf.localization.graph import gaussian_smooth
 from dgam_tf.models.cvae import sample
-
-# Gaussian sigma 1, radius 4 (scipy gaussian_filter1d defaults), normalised.
-_GAUSS = np.exp(-0.5 * np.arange(-4.0, 5.0) ** 2)
-GAUSSIAN_KERNEL = (_GAUSS / _GAUSS.sum()).astype(np.float32)     # [9]
 
 
 def pooled_features(x, attention):
@@ -54,12 +50,7 @@ def smooth_in_time(s):
 
     s: [B, T, K] -> [B, T, K]; matches scipy.ndimage.gaussian_filter1d.
     """
-    t = tf.shape(s)[1]
-    # scipy's 'reflect' repeats the edge sample (d c b a | a b c d): fold the
-    # padded positions -4 .. T+3 into 0 .. T-1 with period 2T (any T >= 1).
-    j = tf.range(-4, t + 4) % (2 * t)
-    padded = tf.gather(s, tf.where(j >= t, 2 * t - 1 - j, j), axis=1)   # [B, T+8, K]
-    return tf.add_n([GAUSSIAN_KERNEL[k] * padded[:, k:k + t] for k in range(9)])
+    return gaussian_smooth(s, 1.0, axis=1)
 
 
 def guide_loss(attention, tcam, labels):
@@ -76,29 +67,6 @@ def guide_loss(attention, tcam, labels):
     return tf.reduce_mean(tf.abs(att - g_fg) + tf.abs(att - g_bg), -1)
 
 
-def decoder_mse(cvae, z, attention, x):
-    """Mean over D of (decode(z, lambda) - x)², per segment: [B, T] float32.
-
-    The [B, T, D] reconstruction is never built. With h the decoder's last
-    hidden layer [B, T, H] and W [H, D], b [D] its (linear, float32) output
-    layer, ||h W + b - x||² = h·(h W Wᵀ) + 2 h·(W b - x Wᵀ) + ||x||² - 2 x·b
-    + ||b||²: the only D-wide matmul left is x Wᵀ, and nothing [B, T, D] is
-    written but x² (docs/performance.md).
-    """
-    *hidden, output = cvae.decoder.layers
-    h = tf.cast(tf.concat([z, tf.cast(attention, z.dtype)[..., None]], axis=-1),
-                cvae.compute_dtype)
-    for layer in hidden:
-        h = layer(h)
-    h = tf.cast(h, tf.float32)                                      # [B, T, H]
-    w, b = tf.convert_to_tensor(output.kernel), tf.convert_to_tensor(output.bias)
-    x = tf.cast(x, tf.float32)
-    hw_sq = tf.reduce_sum(tf.matmul(h, tf.matmul(w, w, transpose_b=True)) * h, -1)
-    cross = tf.reduce_sum(h * (tf.linalg.matvec(w, b) - tf.matmul(x, w, transpose_b=True)), -1)
-    x_sq = tf.reduce_sum(tf.square(x), -1) - 2 * tf.linalg.matvec(x, b) + tf.reduce_sum(b * b)
-    return (hw_sq + 2 * cross + x_sq) / tf.cast(tf.shape(x)[-1], tf.float32)
-
-
 def reconstruction_loss(cvae, x, attention, noise):
     """L_recon: MSE of the decoder on z drawn from the prior p(z | lambda). [B].
 
@@ -106,7 +74,7 @@ def reconstruction_loss(cvae, x, attention, noise):
     the prior's mean and the (frozen) decoder.
     """
     z = sample(cvae.prior(attention), noise)                        # [B, T, L]
-    return tf.reduce_mean(decoder_mse(cvae, z, attention, x), -1)
+    return tf.reduce_mean(cvae.decoder_mse(z, attention, x), -1)
 
 
 def cvae_loss(cvae, x, attention, beta, noise):
@@ -116,7 +84,7 @@ def cvae_loss(cvae, x, attention, beta, noise):
     """
     q = cvae.posterior(x, attention)
     kl = q.kl_divergence(cvae.prior(attention)) / cvae.latent_dim   # [B, T]
-    mse = decoder_mse(cvae, sample(q, noise), attention, x)         # [B, T]
+    mse = cvae.decoder_mse(sample(q, noise), attention, x)          # [B, T]
     return tf.reduce_mean(beta * kl + mse, -1)
 
 
