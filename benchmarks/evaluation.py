@@ -28,7 +28,7 @@ import numpy as np
 
 from dgam_tf import files
 from dgam_tf.data import annotations
-from dgam_tf.evaluation import detection
+from dgam_tf.evaluation import activitynet_json, detection
 from dgam_tf.localization import localize
 
 
@@ -177,11 +177,11 @@ def bench_evaluation(name, gt_path, num_predictions, thresholds, run_baseline,
                      seed):
     """Times our evaluator and, if asked and possible, the baseline."""
     gt_data = files.read_json(gt_path, "ground-truth file")
-    ground_truth = detection.parse_ground_truth(gt_data, "test", gt_path)
+    ground_truth = activitynet_json.parse_ground_truth(gt_data, "test", gt_path)
     results = synthetic_results(ground_truth, num_predictions,
                                 np.random.default_rng(seed))
     parse_s, predictions = _best_time(
-        lambda: detection.parse_predictions(results, ground_truth.class_names),
+        lambda: activitynet_json.parse_predictions(results, ground_truth.class_names),
         3)
     ours_s, metrics = _best_time(
         lambda: detection.evaluate(ground_truth, predictions, thresholds), 5)

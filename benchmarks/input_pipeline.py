@@ -1,6 +1,6 @@
 """Training input pipeline throughput and memory on THUMOS14-scale records.
 
-Writes THUMOS14-like training sets with dgam_tf.data.records.DatasetWriter
+Writes THUMOS14-like training sets with dgam_tf.data.writer.DatasetWriter
 into a temporary folder: random ReLU-like features (mean about 0.5), two
 streams, D = 1024, float16 records, and segment counts T spread like
 THUMOS14's 200 training videos (log-normal, mean about 350, longest 2,700;
@@ -71,29 +71,29 @@ def thumos_lengths(num_videos, mean=350, longest=2700, sigma=0.87):
 
 def write_dataset(path, num_videos, feature_dim, num_classes=20, num_shards=4):
     from dgam_tf.config import SECONDS_PER_SEGMENT, STREAMS
-from dgam_tf.data import records
+    from dgam_tf.data import records, writer
     info = records.DatasetInfo(class_names=[f"class{c}" for c in range(num_classes)],
                                streams=list(STREAMS), feature_dim=feature_dim)
     rng = np.random.default_rng(num_videos)
     lengths = thumos_lengths(num_videos)
-    with records.DatasetWriter(path, info, num_shards={"train": num_shards}) as writer:
+    with writer.DatasetWriter(path, info, num_shards={"train": num_shards}) as out:
         for i, t in enumerate(lengths):
             features = {s: np.maximum(rng.standard_normal((t, feature_dim), np.float32) * 0.5
                                       + 0.4, 0) for s in STREAMS}
             labels = sorted({i % num_classes, (i * 7) % num_classes} if i % 4 == 0
                             else {i % num_classes})
-            writer.add("train", records.Video(
+            out.add("train", records.Video(
                 video_id=f"video_validation_{i:07d}", features=features, labels=labels,
                 duration=t * SECONDS_PER_SEGMENT))
     return lengths
 
 
 def scan_seconds(data_dir):
-    """Time of the --skip_bad_records pre-scan (records.skip_bad_records)."""
-    from dgam_tf.data import records
+    """Time of the --skip_bad_records pre-scan (scan.skip_bad_records)."""
+    from dgam_tf.data import records, scan
     info = records.load_info(data_dir)
     start = time.perf_counter()
-    records.skip_bad_records(data_dir, info)
+    scan.skip_bad_records(data_dir, info)
     return time.perf_counter() - start
 
 

@@ -76,9 +76,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from dgam_tf.config import SECONDS_PER_SEGMENT  # noqa: E402
-from dgam_tf.config import DataConfig, ModelConfig, TrainConfig  # noqa: E402
-from dgam_tf.data import records  # noqa: E402
+from dgam_tf.config import SECONDS_PER_SEGMENT, DataConfig, ModelConfig, TrainConfig  # noqa: E402
+from dgam_tf.data import records, writer  # noqa: E402
 from dgam_tf.training import trainer as trainer_lib  # noqa: E402
 
 
@@ -136,9 +135,9 @@ def _tiny_dataset(path, stream, feature_dim, num_classes, num_videos):
     info = records.DatasetInfo(class_names=[f"class{c}" for c in range(num_classes)],
                                streams=[stream], feature_dim=feature_dim)
     rng = np.random.default_rng(0)
-    with records.DatasetWriter(path, info) as writer:
+    with writer.DatasetWriter(path, info) as out:
         for i in range(num_videos):
-            writer.add("train", records.Video(
+            out.add("train", records.Video(
                 video_id=f"v{i}", features={stream: rng.uniform(size=(2, feature_dim))},
                 labels=[i % num_classes], duration=2 * SECONDS_PER_SEGMENT))
     return records.load_info(path)

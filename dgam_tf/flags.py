@@ -9,13 +9,12 @@ library code takes; only main.py (and tests, through `parse_args`) call it.
 The flag defaults are read from the config dataclasses.
 """
 import dataclasses
-import os
 import textwrap
 
 from absl import flags
 
 from dgam_tf import config as config_lib
-from dgam_tf.config import DEFAULT_CACHE, STREAMS
+from dgam_tf.config import STREAMS
 from dgam_tf.errors import UserError
 
 MODES = {

@@ -18,6 +18,13 @@ TINY_MODEL = dict(epochs=2, batch_size=4, num_segments=24, ramp_epochs=1,
                   test_min_segments=4, test_max_segments=40, progress=False)
 
 
+def read_videos(data_dir, split, info=None):
+    """Every Video of a split in file order, eagerly."""
+    info = info or records.load_info(data_dir)
+    return [video for path in info.split_files(data_dir, split)
+            for video in records.read_videos_from_file(path, info)]
+
+
 def tiny_config(data_dir, model_dir, argv=(), **overrides):
     """The Config of a tiny run on `data_dir` (tiny shapes, two epochs):
     flags `argv`, then TINY_MODEL and `overrides` as flag values."""

@@ -12,7 +12,7 @@ import pytest
 
 from dgam_tf.data import annotations
 from dgam_tf.errors import UserError
-from dgam_tf.evaluation import detection
+from dgam_tf.evaluation import activitynet_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -33,7 +33,7 @@ def test_shipped_ground_truth(name, videos, instances, classes, first, last):
     assert names == sorted(set(labels)) and len(names) == classes
     assert (names[0], names[-1]) == (first, last)
     with open(path) as f:
-        truth = detection.parse_ground_truth(json.load(f), "test", path)
+        truth = activitynet_json.parse_ground_truth(json.load(f), "test", path)
     assert len(truth.video_ids) == videos and len(truth.label) == len(labels)
 
 

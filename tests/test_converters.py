@@ -5,6 +5,8 @@ import os
 import numpy as np
 import pytest
 
+from conftest import read_videos
+
 from dgam_tf.config import STREAMS
 from dgam_tf.data import converters, records
 from dgam_tf.errors import UserError
@@ -142,7 +144,7 @@ def _write_json(path, obj):
 
 
 def _read(out, split):
-    return {v.video_id: v for v in records.read_videos(str(out), split)}
+    return {v.video_id: v for v in read_videos(str(out), split)}
 
 
 def _assert_gt(video, gt):
@@ -245,7 +247,7 @@ def test_wtalc_round_trip(tmp_path):
     assert info.class_names == ["Jump", "Run", "Swim"]
     assert info.feature_dim == D
     got = {**_read(out, "train"), **_read(out, "test")}
-    assert [v.video_id for v in records.read_videos(str(out), "train")] == ["v_a", "v_c"]
+    assert [v.video_id for v in read_videos(str(out), "train")] == ["v_a", "v_c"]
     for video_id, _, joint, labels, gt, duration in expected:
         video = got[video_id]
         np.testing.assert_array_equal(video.features["rgb"], joint[:, :D])

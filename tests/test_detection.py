@@ -8,7 +8,7 @@ import pytest
 
 from dgam_tf import config
 from dgam_tf.errors import UserError
-from dgam_tf.evaluation import detection
+from dgam_tf.evaluation import activitynet_json, detection
 
 
 def _ground_truth(instances, subset="test"):
@@ -17,7 +17,7 @@ def _ground_truth(instances, subset="test"):
     for video, label, start, end in instances:
         entry = database.setdefault(video, {"subset": subset, "annotations": []})
         entry["annotations"].append({"label": label, "segment": [start, end]})
-    return detection.parse_ground_truth({"database": database}, "test")
+    return activitynet_json.parse_ground_truth({"database": database}, "test")
 
 
 def _results(predictions):
@@ -33,7 +33,7 @@ def _evaluate(instances, predictions, thresholds=(0.5,)):
     ground_truth = _ground_truth(instances)
     return detection.evaluate(
         ground_truth,
-        detection.parse_predictions(_results(predictions),
+        activitynet_json.parse_predictions(_results(predictions),
                                     ground_truth.class_names),
         thresholds)
 
@@ -100,7 +100,7 @@ def test_two_thresholds():
 
 def test_empty_predictions():
     ground_truth = _ground_truth([("v", "A", 0, 10), ("v", "B", 0, 10)])
-    predictions = detection.parse_predictions({"results": {}},
+    predictions = activitynet_json.parse_predictions({"results": {}},
                                               ground_truth.class_names)
     metrics = detection.evaluate(ground_truth, predictions, [0.5, 0.7])
     assert metrics["mAP"] == [0.0, 0.0]
@@ -117,11 +117,11 @@ def test_string_segments_and_optional_durations(tmp_path):
             {"label": "B", "segment": [2, 6]}]},
         "c": {"subset": "validation", "annotations": [
             {"label": "C", "segment": [0, 1]}]}}}))
-    ground_truth = detection.load_ground_truth(str(gt_path), "test")
+    ground_truth = activitynet_json.load_ground_truth(str(gt_path), "test")
     assert ground_truth.class_names == ("A", "B")
     assert ground_truth.video_ids == ("a", "b")
     np.testing.assert_array_equal(ground_truth.segments, [[1.5, 4.5], [2, 6]])
-    predictions = detection.parse_predictions(_results(
+    predictions = activitynet_json.parse_predictions(_results(
         [("a", "A", 0.9, "1.5", "4.5"), ("b", "B", 0.8, 2, 6)]),
         ground_truth.class_names)
     metrics = detection.evaluate(ground_truth, predictions, [0.9])
@@ -131,7 +131,7 @@ def test_string_segments_and_optional_durations(tmp_path):
 def test_unknown_label_is_a_user_error():
     ground_truth = _ground_truth([("v", "A", 0, 10)])
     with pytest.raises(UserError, match=r"video v7: label 'Dancing'"):
-        detection.parse_predictions(
+        activitynet_json.parse_predictions(
             _results([("v", "A", 0.5, 0, 1), ("v7", "Dancing", 0.5, 0, 1)]),
             ground_truth.class_names)
 
@@ -148,22 +148,22 @@ def test_unknown_label_is_a_user_error():
 ])
 def test_malformed_predictions_name_the_video(results, message):
     with pytest.raises(UserError, match=message):
-        detection.parse_predictions({"results": results}, ("A",))
+        activitynet_json.parse_predictions({"results": results}, ("A",))
 
 
 def test_missing_files_and_empty_subsets(tmp_path):
     with pytest.raises(UserError, match="not found"):
-        detection.load_ground_truth(str(tmp_path / "none.json"))
+        activitynet_json.load_ground_truth(str(tmp_path / "none.json"))
     bad = tmp_path / "bad.json"
     bad.write_text("{")
     with pytest.raises(UserError, match="not valid JSON"):
-        detection.load_predictions(str(bad), ("A",))
+        activitynet_json.load_predictions(str(bad), ("A",))
     with pytest.raises(UserError, match=r"subset 'val'.*\['test'\]"):
-        detection.parse_ground_truth(
+        activitynet_json.parse_ground_truth(
             {"database": {"v": {"subset": "test", "annotations": [
                 {"label": "A", "segment": [0, 1]}]}}}, "val")
     with pytest.raises(UserError, match="no 'results'"):
-        detection.parse_predictions({"version": 1}, ("A",))
+        activitynet_json.parse_predictions({"version": 1}, ("A",))
 
 
 def test_named_averages_and_table():

@@ -11,7 +11,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import evaluate_fn, tfrecord_ends, tiny_config, train
+from conftest import evaluate_fn, read_videos, tfrecord_ends, tiny_config, train
 from dgam_tf.data import records
 from dgam_tf.errors import UserError
 from dgam_tf.evaluation import detection, evaluate
@@ -86,7 +86,7 @@ def test_split_metrics_equal_eval_detections_on_the_written_files(
     # Ground truth straight from the records, not through the pipeline.
     database = {v.video_id: {"subset": "test", "duration": v.duration, "annotations": [
         {"label": tiny_info.class_names[c], "segment": [s, e]} for s, e, c in v.gt]}
-        for v in records.read_videos(tiny_data_dir, "test")}
+        for v in read_videos(tiny_data_dir, "test")}
     (tmp_path / "gt.json").write_text(json.dumps({"database": database}))
     gt_classes = {a["label"] for v in database.values() for a in v["annotations"]}
     # The detections file holds every class; classes without ground truth in

@@ -15,16 +15,16 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
-from conftest import TINY_DATA, TINY_MODEL
-from dgam_tf.data import records, sampling
+from conftest import TINY_DATA, TINY_MODEL, read_videos
+from dgam_tf import flags as dgam_flags
+from dgam_tf import main
+from dgam_tf.data import sampling
 from dgam_tf.errors import UserError
 from dgam_tf.export import saved_model
 from dgam_tf.localization import graph as graph_localization
 from dgam_tf.localization import localize
-from dgam_tf.serving import client
-from dgam_tf import flags as dgam_flags
-from dgam_tf import main
 from dgam_tf.models import model_dir as model_dir_lib
+from dgam_tf.serving import client
 
 SAMPLE_RANGE = (TINY_MODEL["test_min_segments"], TINY_MODEL["test_max_segments"])
 STREAMS = ("rgb", "flow")
@@ -92,7 +92,7 @@ def models(tiny_model_dir):
 
 @pytest.fixture(scope="module")
 def videos(tiny_data_dir, tiny_info):
-    return list(records.read_videos(tiny_data_dir, "test", tiny_info))
+    return list(read_videos(tiny_data_dir, "test", tiny_info))
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ import pytest
 import tensorflow as tf
 from hypothesis import strategies as st
 
-from conftest import tfrecord_ends, tiny_config
-from dgam_tf.data import converters, pipeline, records
+from conftest import read_videos, tfrecord_ends, tiny_config
+from dgam_tf.data import converters, pipeline, records, scan, writer
 from dgam_tf.errors import UserError
 
 SETTINGS = hypothesis.settings(max_examples=15, deadline=None, derandomize=True,
@@ -44,7 +44,7 @@ def dataset(tmp_path_factory):
     """A valid 1-class, 2-stream dataset of three videos (one shard)."""
     out = str(tmp_path_factory.mktemp("hostile") / "ds")
     info = records.DatasetInfo(class_names=["a"], streams=["rgb", "flow"], feature_dim=D)
-    with records.DatasetWriter(out, info) as w:
+    with writer.DatasetWriter(out, info) as w:
         for i in range(3):
             w.add("train", records.Video(f"v{i}", {s: np.ones((5, D), np.float32)
                                                    for s in ("rgb", "flow")}, [0], 3.2))
@@ -54,7 +54,7 @@ def dataset(tmp_path_factory):
 def _read_all(data_dir, tmp_path):
     """Reads every video eagerly, then through the training pipeline."""
     info = records.load_info(data_dir)
-    videos = list(records.read_videos(data_dir, "train", info))
+    videos = list(read_videos(data_dir, "train", info))
     config = tiny_config(data_dir, tmp_path / "m", batch_size=1, num_segments=3)
     with pipeline.reading(data_dir, info, "train"):
         for _ in pipeline.train_dataset(data_dir, info, config.data, 0, 1,
@@ -213,7 +213,7 @@ def test_skip_bad_records_keeps_exactly_the_good_videos(dataset, tmp_path_factor
     tmp = tmp_path_factory.mktemp("c")
     case = _with_file(dataset, tmp, corrupt)
     reports = []
-    info = records.skip_bad_records(case, records.load_info(case), report=reports.append)
+    info = scan.skip_bad_records(case, records.load_info(case), report=reports.append)
     assert info.splits["train"]["num_videos"] == len(expected)
     assert len(reports) == 1   # every case here loses or adds a record
     config = tiny_config(case, tmp / "m", batch_size=1, num_segments=3)

@@ -21,7 +21,7 @@ import sys
 
 import pytest
 
-from conftest import tfrecord_ends
+from conftest import read_videos, tfrecord_ends
 from dgam_tf import flags as dgam_flags
 from dgam_tf import main
 from dgam_tf.data import records
@@ -223,7 +223,7 @@ def test_eval_prints_the_table_and_writes_metrics_and_detections(cli, tiny_data_
     assert lines[4].split() == ["fused"] + [f"{100 * m:.2f}" for m in metrics["mAP"]]
     detections = json.loads((model_dir / "detections_test.json").read_text())
     assert sorted(detections["results"]) == sorted(
-        v.video_id for v in records.read_videos(tiny_data_dir, "test"))
+        v.video_id for v in read_videos(tiny_data_dir, "test"))
 
 
 def test_eval_detections_gives_the_hand_computed_map(cli):
@@ -273,7 +273,7 @@ def test_visualize_writes_pngs(cli, tiny_data_dir):
     tmp, runs = cli
     result = runs["visualize"]
     assert result.returncode == 0, result.stderr
-    first = [v.video_id for v in records.read_videos(tiny_data_dir, "test")][:2]
+    first = [v.video_id for v in read_videos(tiny_data_dir, "test")][:2]
     expected = [str(tmp / "model" / "plots" / f"{v}.png") for v in first]
     assert result.stdout.split() == expected
     for path in expected:

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from dgam_tf.config import DataConfig
-from dgam_tf.data import pipeline, records, resident
+from dgam_tf.data import pipeline, records, resident, writer
 
 NUM_VIDEOS, NUM_SHARDS, BATCH = 32, 4, 4
 
@@ -17,9 +17,9 @@ def numbered_data(tmp_path_factory):
     shards in turn, so video i is record i // 4 of shard i % 4."""
     path = str(tmp_path_factory.mktemp("numbered") / "data")
     info = records.DatasetInfo(class_names=["a", "b"], streams=["rgb"], feature_dim=2)
-    with records.DatasetWriter(path, info, num_shards={"train": NUM_SHARDS}) as writer:
+    with writer.DatasetWriter(path, info, num_shards={"train": NUM_SHARDS}) as out:
         for i in range(NUM_VIDEOS):
-            writer.add("train", records.Video(
+            out.add("train", records.Video(
                 video_id=f"v{i}", features={"rgb": np.full((6, 2), i, np.float32)},
                 labels=[i % 2], duration=6 * 0.64))
     return path, records.load_info(path)

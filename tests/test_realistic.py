@@ -3,6 +3,8 @@ statistics, checked by counting on the generated arrays."""
 import numpy as np
 import pytest
 
+from conftest import read_videos
+
 from dgam_tf.data import builtin, realistic, synthetic
 from dgam_tf.data.synthetic import ACTION, BACKGROUND
 
@@ -69,5 +71,5 @@ def test_generate_writes_the_preset(tmp_path):
                               num_train=3, num_test=2)
     assert info.feature_dim == 32 and info.num_classes == 20
     assert "realistic" in records.load_info(str(tmp_path / "d")).name
-    assert [v.video_id for v in records.read_videos(str(tmp_path / "d"), "test")] == [
+    assert [v.video_id for v in read_videos(str(tmp_path / "d"), "test")] == [
         "synthetic_test_00000", "synthetic_test_00001"]

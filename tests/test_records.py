@@ -6,7 +6,9 @@ import os
 import numpy as np
 import pytest
 
-from dgam_tf.data import records
+from conftest import read_videos
+
+from dgam_tf.data import records, writer
 from dgam_tf.errors import UserError
 
 D = 6
@@ -28,9 +30,9 @@ def _video(video_id="v0", t=5, labels=(1,), gt=((0.5, 1.5, 1),), seed=0):
 
 def _write(out, videos, feature_dtype="float16", num_shards=1, split="train"):
     info = _info(feature_dtype)
-    with records.DatasetWriter(str(out), info, num_shards={split: num_shards}) as writer:
+    with writer.DatasetWriter(str(out), info, num_shards={split: num_shards}) as out:
         for video in videos:
-            writer.add(split, video)
+            out.add(split, video)
     return info
 
 
@@ -43,7 +45,7 @@ def test_round_trip(tmp_path, feature_dtype):
     assert info == dataclasses.replace(
         _info(feature_dtype), splits={"train": {"files": ["train-00000-of-00001.tfrecord"],
                                                 "num_videos": 2}})
-    got = list(records.read_videos(str(tmp_path / "d"), "train"))
+    got = list(read_videos(str(tmp_path / "d"), "train"))
     assert [v.video_id for v in got] == ["with_gt", "without_gt"]
     for want, have in zip(videos, got):
         for stream in ("rgb", "flow"):
@@ -64,7 +66,7 @@ def test_shards_round_robin_and_empty_shards_dropped(tmp_path):
     info = _write(tmp_path / "d", videos, num_shards=2)
     assert info.splits["train"] == {"files": ["train-00000-of-00002.tfrecord",
                                               "train-00001-of-00002.tfrecord"], "num_videos": 3}
-    assert [v.video_id for v in records.read_videos(str(tmp_path / "d"), "train")] == [
+    assert [v.video_id for v in read_videos(str(tmp_path / "d"), "train")] == [
         "v0", "v2", "v1"]
     info = _write(tmp_path / "e", videos[:1], num_shards=4)
     assert info.splits["train"]["files"] == ["train-00000-of-00004.tfrecord"]
@@ -104,21 +106,21 @@ def test_ground_truth_may_overhang_by_one_segment():
 
 def test_failed_block_leaves_no_folder(tmp_path):
     with pytest.raises(UserError, match="'bad'"):
-        with records.DatasetWriter(str(tmp_path / "d"), _info()) as writer:
-            writer.add("train", _video("good"))
-            writer.add("train", _video("bad", labels=[7]))
+        with writer.DatasetWriter(str(tmp_path / "d"), _info()) as out:
+            out.add("train", _video("good"))
+            out.add("train", _video("bad", labels=[7]))
     with pytest.raises(RuntimeError):
-        with records.DatasetWriter(str(tmp_path / "d"), _info()) as writer:
-            writer.add("train", _video("good"))
+        with writer.DatasetWriter(str(tmp_path / "d"), _info()) as out:
+            out.add("train", _video("good"))
             raise RuntimeError("interrupted")
     assert os.listdir(tmp_path) == []  # no folder, no temporary left behind
 
 
 def test_duplicate_video_in_a_split_is_refused(tmp_path):
     with pytest.raises(UserError, match="'v' appears twice in split 'test'"):
-        with records.DatasetWriter(str(tmp_path / "d"), _info()) as writer:
-            writer.add("test", _video("v"))
-            writer.add("test", _video("v"))
+        with writer.DatasetWriter(str(tmp_path / "d"), _info()) as out:
+            out.add("test", _video("v"))
+            out.add("test", _video("v"))
     assert not (tmp_path / "d").exists()
 
 
@@ -128,9 +130,9 @@ def test_existing_folder_is_not_overwritten(tmp_path):
     with pytest.raises(UserError, match="already exists.*pass --overwrite"):
         _write(tmp_path / "d", [_video("new")])
     assert {f: (tmp_path / "d" / f).read_bytes() for f in os.listdir(tmp_path / "d")} == before
-    with records.DatasetWriter(str(tmp_path / "d"), _info(), overwrite=True) as writer:
-        writer.add("test", _video("new"))
-    assert [v.video_id for v in records.read_videos(str(tmp_path / "d"), "test")] == ["new"]
+    with writer.DatasetWriter(str(tmp_path / "d"), _info(), overwrite=True) as out:
+        out.add("test", _video("new"))
+    assert [v.video_id for v in read_videos(str(tmp_path / "d"), "test")] == ["new"]
     assert "train" not in records.load_info(str(tmp_path / "d")).splits
 
 
@@ -156,7 +158,7 @@ def test_load_info_rejects_other_versions_and_unknown_splits(tmp_path):
         records.load_info(str(tmp_path / "d"))
     path.write_text(json.dumps(raw))
     with pytest.raises(UserError, match="no 'test' split .*has: train"):
-        list(records.read_videos(str(tmp_path / "d"), "test"))
+        list(read_videos(str(tmp_path / "d"), "test"))
 
 
 def test_truncated_record_file_names_the_file(tmp_path):
@@ -164,7 +166,7 @@ def test_truncated_record_file_names_the_file(tmp_path):
     shard = tmp_path / "d" / "train-00000-of-00001.tfrecord"
     data = shard.read_bytes()
     shard.write_bytes(data[:len(data) - 100])
-    videos = records.read_videos(str(tmp_path / "d"), "train")
+    videos = read_videos(str(tmp_path / "d"), "train")
     assert next(videos).video_id == "v0"
     with pytest.raises(UserError, match=f"corrupt record in {shard}"):
         next(videos)

@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import TINY_DATA, TINY_MODEL, tiny_config
+from conftest import TINY_DATA, TINY_MODEL, read_videos, tiny_config
 from dgam_tf import flags as dgam_flags
 from dgam_tf import files
 from dgam_tf.training import lock
 from dgam_tf import main
-from dgam_tf.data import records, synthetic
+from dgam_tf.data import records, synthetic, writer
 from dgam_tf.errors import UserError
 from dgam_tf.export import saved_model
 from dgam_tf.models import model_dir as model_dir_lib
@@ -197,12 +197,12 @@ def test_interrupted_metrics_write_keeps_the_previous_file(ram, monkeypatch):
 
 def _dataset(path, videos, overwrite=False, crash_after=None):
     info = records.DatasetInfo(class_names=["a", "b"], streams=["rgb"], feature_dim=3)
-    with records.DatasetWriter(path, info, num_shards={"train": 2},
-                               overwrite=overwrite) as writer:
+    with writer.DatasetWriter(path, info, num_shards={"train": 2},
+                               overwrite=overwrite) as out:
         for i, video in enumerate(videos):
             if i == crash_after:
                 raise Crash
-            writer.add("train", video)
+            out.add("train", video)
 
 
 def _video(i, t):
@@ -216,12 +216,12 @@ def test_interrupted_conversion_keeps_the_previous_dataset(ram):
         _dataset(f"{ram}/data", [_video(i, 9) for i in range(5)], overwrite=True, crash_after=4)
     assert snapshot(f"{ram}/data") == before
     assert gfile.listdir(ram) == ["data"]
-    assert [v.num_segments for v in records.read_videos(f"{ram}/data", "train")] == [4, 4, 4]
+    assert [v.num_segments for v in read_videos(f"{ram}/data", "train")] == [4, 4, 4]
     # Finished, the new dataset replaces the old one whole (no stale shard).
     _dataset(f"{ram}/data", [_video(i, 9) for i in range(1)], overwrite=True)
     assert sorted(gfile.listdir(f"{ram}/data")) == ["dataset.json",
                                                     "train-00000-of-00002.tfrecord"]
-    assert [v.num_segments for v in records.read_videos(f"{ram}/data", "train")] == [9]
+    assert [v.num_segments for v in read_videos(f"{ram}/data", "train")] == [9]
 
 
 def test_interrupted_export_publishes_nothing_and_keeps_version_1(ram, tiny_model_dir,

@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from dgam_tf.data import records
+from dgam_tf.data import records, writer
 from dgam_tf.serving import client
 
 
@@ -250,9 +250,9 @@ def test_cli_sends_every_video_of_a_record_file(tmp_path, capsys, rest_server):
     rng = np.random.default_rng(0)
     videos = [records.Video(f"v{i}", {"flow": rng.normal(size=(4 + i, 3)).astype(np.float32)},
                             [0], duration=2.0 + i) for i in range(2)]
-    with records.DatasetWriter(str(tmp_path / "data"), info) as writer:
+    with writer.DatasetWriter(str(tmp_path / "data"), info) as out:
         for video in videos:
-            writer.add("test", video)
+            out.add("test", video)
     [shard] = info.splits["test"]["files"]
     status, out, _ = _run(capsys, "--record", str(tmp_path / "data" / shard),
                           "--server", f"127.0.0.1:{rest_server.server_port}")

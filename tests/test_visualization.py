@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import tiny_config
-from dgam_tf.training import train_lib
-from dgam_tf.data import records
+from conftest import read_videos, tiny_config
 from dgam_tf.errors import UserError
 from dgam_tf.localization.localize import Detection, StreamOutput
+from dgam_tf.training import train_lib
 from dgam_tf.visualization import plots
 
 CLASS_NAMES = ["a", "b", "c"]
@@ -152,7 +151,7 @@ def plot_model_dir(cfg):
 def test_plot_model_dir_draws_the_first_test_videos(tiny_data_dir, tiny_model_dir, tmp_path):
     model_dir = shutil.copytree(tiny_model_dir, tmp_path / "model")
     paths = plot_model_dir(tiny_config(tiny_data_dir, model_dir, num_plots=3))
-    first = [v.video_id for v in records.read_videos(tiny_data_dir, "test")][:3]
+    first = [v.video_id for v in read_videos(tiny_data_dir, "test")][:3]
     assert paths == [os.path.join(model_dir, "plots", f"{v}.png") for v in first]
     assert sorted(os.listdir(os.path.join(model_dir, "plots"))) == sorted(
         f"{v}.png" for v in first)
@@ -168,7 +167,7 @@ def test_plot_model_dir_needs_a_plot(tiny_data_dir, tmp_path):
 
 def test_plot_videos_chooses_the_videos(tiny_data_dir, tiny_model_dir, tmp_path):
     model_dir = shutil.copytree(tiny_model_dir, tmp_path / "model")
-    ids = [v.video_id for v in records.read_videos(tiny_data_dir, "test")]
+    ids = [v.video_id for v in read_videos(tiny_data_dir, "test")]
     paths = plot_model_dir(tiny_config(tiny_data_dir, model_dir, num_plots=0,
                                        plot_videos=[ids[2], ids[0]]))
     assert paths == [os.path.join(model_dir, "plots", f"{v}.png") for v in (ids[0], ids[2])]
@@ -186,7 +185,7 @@ def test_periodic_validation_writes_summary_images(tiny_data_dir, tmp_path):
                 if value.metadata.plugin_data.plugin_name == "images":
                     assert event.step == 3
                     images[value.tag] = value.tensor.string_val
-    first = [v.video_id for v in records.read_videos(tiny_data_dir, "validation")][:2]
+    first = [v.video_id for v in read_videos(tiny_data_dir, "validation")][:2]
     assert sorted(images) == sorted(f"validation/{v}" for v in first)
     for width, height, png in images.values():
         assert png_size(png) == (int(width), int(height))

@@ -5,7 +5,7 @@ import os
 
 from dgam_tf import files
 from dgam_tf.config import STREAMS
-from dgam_tf.data import realistic, records, synthetic
+from dgam_tf.data import realistic, records, synthetic, writer
 from dgam_tf.errors import UserError
 
 PRESETS = ("basic", "realistic")
@@ -43,17 +43,17 @@ def generate(out_dir, *, seed=0, num_shards=4, overwrite=False, preset="basic", 
         feature_dim=config.feature_dim, feature_dtype="float16",
         name=f"synthetic {preset} (seed {seed})")
     database = {}
-    with records.DatasetWriter(out_dir, info, num_shards={s: num_shards for s in synthetic.SPLITS},
-                               overwrite=overwrite) as writer:
+    with writer.DatasetWriter(out_dir, info, num_shards={s: num_shards for s in synthetic.SPLITS},
+                               overwrite=overwrite) as out:
         for split in synthetic.SPLITS:
             for index in range(config.split_size(split)):
                 video = generator.video(split, index)[0]
-                writer.add(split, video)
+                out.add(split, video)
                 database[video.video_id] = records.ground_truth_entry(
                     video, split, info.class_names)
         # The ground truth as ActivityNet JSON, for --mode=eval_detections
         # (--gt_json=<out_dir>/gt.json --subset=test).
-        files.atomic_write_json(os.path.join(writer.folder, synthetic.GT_FILE),
+        files.atomic_write_json(os.path.join(out.folder, synthetic.GT_FILE),
                                    {"version": info.name, "database": database})
     return info
 

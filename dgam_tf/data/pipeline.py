@@ -7,7 +7,7 @@ import contextlib
 
 import tensorflow as tf
 
-from dgam_tf.data import records, sampling
+from dgam_tf.data import records, sampling, scan
 from dgam_tf.errors import UserError
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -24,7 +24,7 @@ def _key(*parts):
 def read_split(data_dir, info, split, shuffle_seed=None):
     """The serialized records of a split: its shard files interleaved in a
     shuffled order (with shuffle_seed) or one after another (without), less
-    the records that --skip_bad_records found bad (records.skip_bad_records)."""
+    the records that --skip_bad_records found bad (scan.skip_bad_records)."""
     bad = info.splits[split].get("bad_records", {})
     marks = [bad.get(name, [-1, []]) for name in info.splits[split]["files"]]
     ds = tf.data.Dataset.from_tensor_slices((
@@ -223,7 +223,7 @@ def fewer_videos_error(data_dir, info, split):
 def _locate_bad_record(data_dir, info, split):
     """Scans a split file by file to name the first bad record (error path only)."""
     for path in info.split_files(data_dir, split):
-        problems = records.scan_shard(path, info)[2]
+        problems = scan.scan_shard(path, info)[2]
         if problems:
             return f"corrupt record in {path}: {problems[0][1]}"
     return None

@@ -39,7 +39,7 @@ import dataclasses
 import numpy as np
 
 from dgam_tf.config import SECONDS_PER_SEGMENT, STREAMS
-from dgam_tf.data import records, synthetic
+from dgam_tf.data import synthetic
 from dgam_tf.data.synthetic import ACTION, BACKGROUND, CONTEXT, Layout
 
 _PROTOTYPES, _LAYOUT, _RENDER = range(10, 13)   # generator purposes, apart from synthetic.py's

@@ -9,7 +9,6 @@ Layout of a dataset folder:
     test-00000-of-00002.tfrecord
 """
 import dataclasses
-import itertools
 import math
 import os
 import re
@@ -264,81 +263,6 @@ def parse_video(serialized, streams, feature_dim, feature_dtype="float16", selec
     return out
 
 
-def shard_names(split, num_shards):
-    return [f"{split}-{i:05d}-of-{num_shards:05d}.tfrecord" for i in range(num_shards)]
-
-
-class DatasetWriter:
-    """Writes a whole dataset folder atomically.
-
-    Usage:
-        with DatasetWriter(out_dir, info, num_shards={"train": 4}) as w:
-            w.add("train", video)
-    The folder appears only when the block finishes without error; each video
-    is validated first (UserError names the culprit).
-    """
-
-    def __init__(self, out_dir, info, num_shards=None, overwrite=False):
-        self._out_dir = out_dir
-        self._info = info
-        self._num_shards = num_shards or {}
-        self._overwrite = overwrite
-        self._writers = {}
-        self._counts = {}
-        self._ids = set()
-
-    def __enter__(self):
-        self._ctx = files.atomic_output_dir(self._out_dir, overwrite=self._overwrite)
-        self._tmp = self._ctx.__enter__()
-        return self
-
-    @property
-    def folder(self):
-        """The folder being written: files put here appear with the dataset."""
-        return self._tmp
-
-    def add(self, split, video):
-        validate_video(video, self._info)
-        key = (split, video.video_id)
-        if key in self._ids:
-            raise UserError(f"video '{video.video_id}' appears twice in split '{split}'")
-        self._ids.add(key)
-        if split not in self._writers:
-            n = self._num_shards.get(split, 1)
-            names = shard_names(split, n)
-            self._writers[split] = [tf.io.TFRecordWriter(os.path.join(self._tmp, f))
-                                    for f in names]
-            self._info.splits[split] = {"files": names, "num_videos": 0}
-            self._counts[split] = 0
-        writers = self._writers[split]
-        writers[self._counts[split] % len(writers)].write(
-            encode_video(video, self._info.feature_dtype))
-        self._counts[split] += 1
-        self._info.splits[split]["num_videos"] = self._counts[split]
-
-    def __exit__(self, exc_type, exc, tb):
-        for writers in self._writers.values():
-            for w in writers:
-                w.close()
-        if exc_type is None:
-            for split, writers in self._writers.items():
-                # A split with fewer videos than shards: drop the empty shards.
-                used = self._info.splits[split]["files"][:min(len(writers), self._counts[split])]
-                for f in self._info.splits[split]["files"][len(used):]:
-                    tf.io.gfile.remove(os.path.join(self._tmp, f))
-                self._info.splits[split]["files"] = used
-            files.atomic_write_json(os.path.join(self._tmp, METADATA_FILE),
-                                       dataclasses.asdict(self._info))
-        return self._ctx.__exit__(exc_type, exc, tb)
-
-
-def read_videos(data_dir, split, info=None):
-    """Yields every Video of a split in file order (eagerly; for evaluation)."""
-    info = info or load_info(data_dir)
-    for path in info.split_files(data_dir, split):
-        yield from read_videos_from_file(path, info)
-
-
 def read_videos_from_file(path, info):
     """Yields the Videos of one shard; a bad record raises UserError naming it."""
     ds = tf.data.TFRecordDataset(path).map(
@@ -359,70 +283,6 @@ def read_videos_from_file(path, info):
             seconds_per_segment=float(ex["seconds_per_segment"]),
             gt=[(float(s), float(e), int(c)) for s, e, c in zip(
                 ex["gt_start"].numpy(), ex["gt_end"].numpy(), ex["gt_label"].numpy())])
-
-
-def scan_shard(path, info):
-    """Parses every record of one shard, as the readers would.
-
-    Returns:
-      (good, readable, problems): the number of good records; the number of
-      records before a break in the shard's framing (truncated, or a length
-      or checksum that does not match), after which nothing more can be read
-      (-1: no break); [(index, reason)] for each record that fails, the
-      break included (its index is `readable`).
-    """
-    parse = tf.function(lambda s: parse_video(s, info.streams, info.feature_dim,
-                                              info.feature_dtype)["num_segments"],
-                        input_signature=[tf.TensorSpec([], tf.string)])
-    good, readable, problems = 0, -1, []
-    it = iter(tf.data.TFRecordDataset(path))
-    for index in itertools.count():
-        try:
-            serialized = next(it)
-        except StopIteration:
-            break
-        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
-            readable = index
-            problems.append((index, first_line(e)))
-            break
-        try:
-            parse(serialized)
-            good += 1
-        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
-            problems.append((index, first_line(e)))
-    return good, readable, problems
-
-
-def skip_bad_records(data_dir, info, report=print):
-    """--skip_bad_records: reads every record of every split and returns a
-    copy of `info` whose splits count only the good videos and list the bad
-    records under "bad_records" ({file: [readable, [indices]]}), which
-    data.pipeline then leaves out. `report` gets one line per split with bad
-    records, naming the first of them.
-
-    A record that fails to parse or validate is skipped alone; where a
-    shard's framing breaks, the rest of that shard is skipped (see
-    scan_shard)."""
-    splits = {}
-    for split, entry in info.splits.items():
-        bad, notes, good = {}, [], 0
-        for name in entry["files"]:
-            path = os.path.join(data_dir, name)
-            shard_good, readable, problems = scan_shard(path, info)
-            good += shard_good
-            for i, reason in problems:
-                where = f"from record {i} on" if i == readable else f"record {i}"
-                notes.append(f"{path} {where}: {reason}")
-            if problems:
-                bad[name] = [readable, [i for i, _ in problems if i != readable]]
-        splits[split] = dict(entry, num_videos=good, bad_records=bad)
-        if notes or good != entry["num_videos"]:
-            first = notes[0] if notes else "no read error: shards hold fewer records than " \
-                "dataset.json declares (a shard cut at a record boundary?)"
-            report(f"--skip_bad_records: split '{split}' keeps {good} of the "
-                   f"{entry['num_videos']} videos dataset.json declares; {len(notes)} bad "
-                   f"part(s), first: {first}")
-    return dataclasses.replace(info, splits=splits)
 
 
 def first_line(error):

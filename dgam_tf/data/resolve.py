@@ -3,7 +3,7 @@ checked against what the run asks of them."""
 import os
 
 from dgam_tf import files
-from dgam_tf.data import builtin, records
+from dgam_tf.data import builtin, records, scan
 from dgam_tf.errors import UserError
 
 # Bump when the synthetic generator changes, so caches are regenerated.
@@ -26,7 +26,7 @@ def resolve_data(data):
             builtin.generate(data_dir, preset=preset, overwrite=True)
     info = records.load_info(data_dir)
     if data.skip_bad_records:
-        info = records.skip_bad_records(data_dir, info)
+        info = scan.skip_bad_records(data_dir, info)
     if data.feature_dim is not None and data.feature_dim != info.feature_dim:
         raise UserError(f"--feature_dim={data.feature_dim} but the records in "
                         f"{data_dir} have feature size {info.feature_dim}")

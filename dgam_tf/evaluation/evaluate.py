@@ -6,7 +6,7 @@ import os
 import numpy as np
 
 from dgam_tf import files
-from dgam_tf.evaluation import detection
+from dgam_tf.evaluation import activitynet_json, detection
 from dgam_tf.localization import inference, localize
 
 
@@ -52,7 +52,7 @@ def _score(detections_by_video, gt, class_names, thresholds):
     scored = {"results": {v: [d for d in dets if d["label"] in gt.class_names]
                           for v, dets in results["results"].items()}}
     return detection.add_average_mAPs(detection.evaluate(
-        gt, detection.parse_predictions(scored, gt.class_names), thresholds))
+        gt, activitynet_json.parse_predictions(scored, gt.class_names), thresholds))
 
 
 def evaluate_modules(modules, data_dir, info, split, data_cfg, localization_cfg, eval_cfg,
@@ -97,7 +97,7 @@ def evaluate_modules(modules, data_dir, info, split, data_cfg, localization_cfg,
                                                 video["gt_label"])]}
         for s, out in outputs.items():
             samples[s].append(frame_sample(video, out))
-    gt = detection.parse_ground_truth({"database": database}, split,
+    gt = activitynet_json.parse_ground_truth({"database": database}, split,
                                       source=f"split '{split}' of {data_dir}")
     thresholds = eval_cfg.tiou_thresholds
     metrics = _score(detections[None], gt, info.class_names, thresholds)
