@@ -62,7 +62,7 @@ def step_seconds(trainer, batch, repeats=3):
     for _ in range(repeats):
         start = time.perf_counter()
         for stage in (trainer_lib.CVAE_STAGE, trainer_lib.MODEL_STAGE):
-            float(trainer.step_fns[stage](batch, ramp)["rgb/finite"])
+            float(trainer.step_fns[stage](batch, ramp).finite["rgb"])
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -86,7 +86,7 @@ def main():
                               data_residency=mode)
             trainers[mode] = trainer_lib.Trainer(data_dir, info, data, ModelConfig(),
                                                  TrainConfig(progress=False))
-        batch = next(iter(trainers[modes[0]].dataset(0, [trainer_lib.CVAE_STAGE])))
+        batch = next(iter(trainers[modes[0]].inputs.dataset(0, [trainer_lib.CVAE_STAGE])))
         step_seconds(trainers[modes[0]], batch, repeats=1)      # traces the step functions
         first, epochs, steps = {}, {m: [] for m in modes}, []
         for epoch in range(args.epochs):

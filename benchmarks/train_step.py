@@ -201,7 +201,7 @@ def main():
             """(wall seconds, CPU seconds of this process) of one stage."""
             start, start_cpu = time.perf_counter(), time.process_time()
             out = step_fn(batch, ramp)
-            float(out[f"{stream}/finite"])   # waits for the step to finish
+            float(out.finite[stream])   # waits for the step to finish
             return time.perf_counter() - start, time.process_time() - start_cpu
 
         for _ in range(args.warmup):

@@ -77,7 +77,7 @@ def test_training_steps_order_every_read_with_its_updates(tiny_data_dir, tiny_in
                                                            stage):
     tr = make_trainer(tiny_config(tiny_data_dir, tmp_path / "m"), tiny_info)
     with pipeline.reading(tiny_data_dir, tiny_info, "train"):
-        batch = next(iter(tr.dataset(1, [stage])))
+        batch = next(iter(tr.inputs.dataset(1, [stage])))
     step = tr.step_fns[stage].get_concrete_function(batch, tf.constant(1.0))
     graph = optimized_graph(step)
     assert sum(n.op in WRITE_OPS for n in graph.node) > 0

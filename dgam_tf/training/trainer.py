@@ -11,6 +11,7 @@ with checkpoints, summaries and periodic actions, is training/controller.py.
 """
 import functools
 import sys
+from typing import Dict, NamedTuple
 
 import keras
 import tensorflow as tf
@@ -18,9 +19,23 @@ import tensorflow as tf
 from dgam_tf.data import pipeline, resident
 from dgam_tf.errors import UserError
 from dgam_tf.models import model_dir as model_dir_lib
-from dgam_tf.training import debug, distribute, losses, optimizer
+from dgam_tf.training import debug, distribute, inputs as inputs_lib, losses, optimizer
 
 CVAE_STAGE, MODEL_STAGE = 1, 2
+
+
+class StepOutput(NamedTuple):
+    """What one step of one replica returns, per stream.
+
+    Attributes:
+      scalars: {stream: {name: scalar}}: the losses, each already divided by
+        the global batch (so the replicas' values sum to the batch mean).
+      finite: {stream: 1.0 if the loss and all gradients were finite, else 0.0}.
+      attention: {stream: [b, n]} attention of the batch (stage 2 only).
+    """
+    scalars: Dict[str, Dict[str, tf.Tensor]]
+    finite: Dict[str, tf.Tensor]
+    attention: Dict[str, tf.Tensor]
 
 
 def make_optimizer(train):
@@ -46,7 +61,8 @@ class Trainer:
         Adam}; epoch, step: int64 counters (epochs done, steps run);
         checkpoint: a tf.train.Checkpoint of all of them.
       stages: the stages of an epoch ((CVAE_STAGE,) MODEL_STAGE).
-      step_fns: {stage: tf.function(batch, ramp) -> scalars}, one step.
+      inputs: the training.inputs.TrainInputs the stages draw from.
+      step_fns: {stage: tf.function(batch, ramp) -> StepOutput}, one step.
       steps_per_stage: full batches per stage.
       last_attention: {stream: [b, n]} attention of the last stage-2 step.
     """
@@ -58,11 +74,13 @@ class Trainer:
         self.model_config = model.for_data(info)
         self.train_config = train
         self.streams = list(model.streams)
-        self.latent_dim = model.latent_dim if model.gam else None
         self.stages = (CVAE_STAGE, MODEL_STAGE) if model.gam else (MODEL_STAGE,)
         self.strategy = distribute.make_strategy(train.strategy)
         self.chief = distribute.is_chief(self.strategy)
         self.steps_per_stage = self._steps_per_stage()
+        self.inputs = inputs_lib.TrainInputs(data_dir, info, data, self.strategy, self.chief,
+                                             self.steps_per_stage,
+                                             model.latent_dim if model.gam else None)
         keras.utils.set_random_seed(train.seed)  # Same initialisation on every run.
         if train.mixed_precision:
             # Models built from here on compute in float16/bfloat16; the
@@ -97,7 +115,6 @@ class Trainer:
         # with --jit_compile; the loop, input and collectives are not).
         self._stage_graphs = {stage: tf.function(functools.partial(self._stage_graph, stage))
                               for stage in self.step_fns}
-        self._resident = None     # the split's tensors per replica; False: streaming
 
     def _steps_per_stage(self):
         data, strategy = self.data, self.strategy
@@ -137,10 +154,10 @@ class Trainer:
 
     def _cvae_step(self, batch, ramp):
         """Stage 1: CVAE only. batch[s]: [B, n, D]; ramp: r(e) scalar."""
-        out = {}
+        scalars, finite = {}, {}
         for s in self.streams:
-            out.update(self._cvae_stream_step(s, batch, ramp))
-        return out
+            scalars[s], finite[s] = self._cvae_stream_step(s, batch, ramp)
+        return StepOutput(scalars, finite, {})
 
     def _cvae_stream_step(self, s, batch, ramp):
         model, x = self.models[s], batch[s]
@@ -150,16 +167,15 @@ class Trainer:
                 l_cvae = self._average(losses.cvae_loss(model.cvae, x, att, self.train_config.beta,
                                                         batch[s + "_noise"]))
                 loss = self.train_config.cvae_weight * ramp * l_cvae
-            return {f"{s}/finite": self._apply(s, "cvae", tape, loss,
-                                               model.cvae.trainable_variables),
-                    f"{s}/cvae": l_cvae}
+            finite = self._apply(s, "cvae", tape, loss, model.cvae.trainable_variables)
+            return {"cvae": l_cvae}, finite
 
     def _model_step(self, batch, ramp):
         """Stage 2: attention + classifier. batch[s]: [B, n, D]; labels [B, C]."""
-        out = {}
+        scalars, finite, attention = {}, {}, {}
         for s in self.streams:
-            out.update(self._model_stream_step(s, batch, ramp))
-        return out
+            scalars[s], finite[s], attention[s] = self._model_stream_step(s, batch, ramp)
+        return StepOutput(scalars, finite, attention)
 
     def _model_stream_step(self, s, batch, ramp):
         model, x, labels = self.models[s], batch[s], batch["labels"]
@@ -183,62 +199,11 @@ class Trainer:
                     recon_ramp = ramp if self.train_config.ramp_recon else 1.0
                     per_example += w_recon * recon_ramp * terms["recon"]
                 loss = self._average(per_example)
-            out = {f"{s}/finite": self._apply(s, "model", tape, loss, variables),
-                   f"{s}/loss": loss,
-                   f"{s}/attention_mean": self._average(tf.reduce_mean(att, -1)),
-                   f"{s}/attention": att}                           # [B, n], for histograms
-            out.update({f"{s}/{k}": self._average(v) for k, v in terms.items()})
-            return out
-
-    # ---- input ---------------------------------------------------------------
-
-    def dataset(self, epoch, stages):
-        """The epoch's batches, stage after stage, as one distributed dataset:
-        the next stage's reading and shuffling then starts in the background
-        (prefetch) while the current stage's last steps run."""
-        # Per-replica batches one pipeline feeds into a stage's steps; a
-        # stage's leftover batches must not spill into the next stage.
-        batches = (self.steps_per_stage * self.strategy.num_replicas_in_sync
-                   // distribute.num_workers(self.strategy))
-
-        def dataset_fn(ctx):
-            datasets = [pipeline.train_dataset(self.data_dir, self.info, self.data, epoch,
-                                               stage, self.latent_dim, ctx).take(batches)
-                        for stage in stages]
-            for ds in datasets[1:]:
-                datasets[0] = datasets[0].concatenate(ds)
-            return datasets[0]
-        return self.strategy.distribute_datasets_from_function(dataset_fn)
-
-    def inputs(self, epoch, stages):
-        """{stage: what its graph draws batches from}: one distributed iterator
-        over the epoch's stages when streaming; else the resident tensors and
-        the stage's draw (pipeline.stage_order). The first call decides the
-        residency (resident.choose) and says so in one line."""
-        if self._resident is None:
-            hold, line = resident.choose(self.data_dir, self.info, self.data)
-            if self.chief:
-                print(line, flush=True)
-            self._resident = hold and self._load_resident()
-        if self._resident is False:
-            iterator = iter(self.dataset(epoch, stages))
-            return {stage: iterator for stage in stages}
-        num_videos = self.info.splits[self.data.train_split]["num_videos"]
-        context = distribute.input_context(self.strategy)
-        inputs = {}
-        for stage in stages:
-            order, perm, draw_seed, noise_seed = pipeline.stage_order(
-                num_videos, self.data, epoch, stage, context)
-            inputs[stage] = (self._resident, order, perm,
-                             tf.constant(draw_seed, tf.int64), tf.constant(noise_seed, tf.int64))
-        return inputs
-
-    def _load_resident(self):
-        """resident.load()'s arrays as tensors on every replica's device."""
-        tensors = {k: tf.constant(v) for k, v in
-                   resident.load(self.data_dir, self.info, self.data).items()}
-        return self.strategy.experimental_distribute_values_from_function(
-            lambda ctx: {k: tf.identity(v) for k, v in tensors.items()})
+            finite = self._apply(s, "model", tape, loss, variables)
+            scalars = {"loss": loss,
+                       "attention_mean": self._average(tf.reduce_mean(att, -1))}
+            scalars.update({k: self._average(v) for k, v in terms.items()})
+            return scalars, finite, att
 
     # ---- stages --------------------------------------------------------------
 
@@ -246,46 +211,48 @@ class Trainer:
         """Steps first .. first + count - 1 of a stage, stopping after the
         first non-finite one.
 
+        Args:
+          inputs: an iterator of distributed batches, or an inputs.ResidentDraw.
+
         Returns:
-          (sums of the replica-reduced scalars over the steps run, steps run,
-          {stream: last step finite (bool)}, {stream: [b, n] attention of the
-          last stage-2 step, first replica}).
+          (sums of the replica-reduced scalars over the steps run, as
+          {stream: {name: sum}}, steps run, {stream: last step finite (bool)},
+          {stream: [b, n] attention of the last stage-2 step, first replica}).
         """
         strategy = self.strategy
         # A nested tf.function cannot hold the replicas' all-reduce (merge_call).
         step_fn = (self.step_fns if strategy.num_replicas_in_sync == 1 else
                    self._step_bodies)[stage]
-        if self._resident is False:
-            def run(i):
-                return strategy.run(step_fn, args=(next(inputs), ramp))
-        else:
-            data, order, perm, draw_seed, noise_seed = inputs
+        if isinstance(inputs, inputs_lib.ResidentDraw):
             b = self.data.batch_size // strategy.num_replicas_in_sync
             local = strategy.num_replicas_in_sync // distribute.num_workers(strategy)
 
             def replica_step(data, i):
                 start = (i * local + tf.cast(distribute.local_replica(strategy), tf.int64)) * b
-                batch = resident.draw_batch(data, tf.slice(order, [start], [b]), perm,
-                                            draw_seed, noise_seed, self.data,
-                                            self.latent_dim)
+                batch = resident.draw_batch(data, tf.slice(inputs.order, [start], [b]),
+                                            inputs.perm, inputs.draw_seed, inputs.noise_seed,
+                                            self.data, self.inputs.latent_dim)
                 return step_fn(batch, ramp)
 
             def run(i):
-                return strategy.run(replica_step, args=(data, tf.cast(i, tf.int64)))
+                return strategy.run(replica_step, args=(inputs.data, tf.cast(i, tf.int64)))
+        else:
+            def run(i):
+                return strategy.run(step_fn, args=(next(inputs), ramp))
 
         def one_step(i):
-            per_replica = run(i)
+            out = run(i)
             self.step.assign_add(1)
-            attention = {s: strategy.experimental_local_results(
-                per_replica.pop(f"{s}/attention"))[0]
-                for s in self.streams if f"{s}/attention" in per_replica}
-            out = {k: strategy.reduce(tf.distribute.ReduceOp.MEAN if k.endswith("/finite")
-                                      else tf.distribute.ReduceOp.SUM, v, axis=None)
-                   for k, v in per_replica.items()}
-            finite = {s: tf.logical_and(out.pop(f"{s}/finite") >= 1.0, tf.reduce_all(
-                [tf.math.is_finite(v) for k, v in out.items() if k.startswith(s + "/")]))
-                for s in self.streams}
-            return out, finite, attention
+            attention = {s: strategy.experimental_local_results(a)[0]
+                         for s, a in out.attention.items()}
+            scalars = tf.nest.map_structure(
+                lambda v: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None),
+                out.scalars)
+            finite = {s: tf.logical_and(
+                strategy.reduce(tf.distribute.ReduceOp.MEAN, f, axis=None) >= 1.0,
+                tf.reduce_all([tf.math.is_finite(v) for v in scalars[s].values()]))
+                for s, f in out.finite.items()}
+            return scalars, finite, attention
 
         sums, finite, attention = one_step(first)
         done = tf.constant(1, tf.int32)
@@ -293,8 +260,8 @@ class Trainer:
             # One step at a time: a later step's reads of the weights must
             # not race with an earlier step's updates.
             tf.autograph.experimental.set_loop_options(parallel_iterations=1)
-            out, finite, attention = one_step(first + done)
-            sums = {k: sums[k] + v for k, v in out.items()}
+            scalars, finite, attention = one_step(first + done)
+            sums = tf.nest.map_structure(tf.add, sums, scalars)
             done += 1
         return sums, done, finite, attention
 
@@ -307,7 +274,8 @@ class Trainer:
         Args:
           epoch: 0-based, for r(e) and the draw.
           stage: CVAE_STAGE or MODEL_STAGE.
-          inputs: what the stage draws from (default: `inputs(epoch, [stage])`).
+          inputs: what the stage draws from (default:
+            `self.inputs.for_epoch(epoch, [stage])[stage]`).
           progbar: a keras Progbar to advance, or None.
           before_call: called with the global steps (a range) of each graph
             call before it runs (the profiler's hook).
@@ -325,7 +293,7 @@ class Trainer:
         sums = {}
         with pipeline.reading(self.data_dir, self.info, self.data.train_split):
             if inputs is None:
-                inputs = self.inputs(epoch, [stage])[stage]
+                inputs = self.inputs.for_epoch(epoch, [stage])[stage]
             for first, count in calls:
                 step = int(self.step.numpy())
                 if before_call is not None:
@@ -351,7 +319,8 @@ class Trainer:
                         raise debug.NonFiniteError(
                             f"non-finite loss or gradient in stream {s}, stage {stage}, "
                             f"epoch {epoch}, step {first + int(done) - 1}")
-                values = {k: float(v) for k, v in out.items()}
+                values = {f"{s}/{k}": float(v) for s, scalars in out.items()
+                          for k, v in scalars.items()}
                 for k, v in values.items():
                     sums[k] = sums.get(k, 0.0) + v
                 if progbar is not None:
@@ -363,7 +332,7 @@ class Trainer:
         """Both stages of an epoch (`train_stage`); returns their mean scalars
         as {"stage<k>/<name>": value}. Does not advance `self.epoch`."""
         with pipeline.reading(self.data_dir, self.info, self.data.train_split):
-            inputs = self.inputs(epoch, self.stages)
+            inputs = self.inputs.for_epoch(epoch, self.stages)
         logs = {}
         for stage in self.stages:
             logs.update({f"stage{stage}/{k}": v for k, v in self.train_stage(
