@@ -12,7 +12,7 @@ No TensorFlow or absl here: these are plain values.
 """
 import dataclasses
 import os
-from typing import Mapping, Optional, Tuple
+from typing import ClassVar, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -34,8 +34,56 @@ def _dict_field(mapping):
     return dataclasses.field(default_factory=lambda: dict(mapping))
 
 
+# How a range is said in an error line, where words read better than intervals.
+_RANGE_WORDS = {"[1, inf)": "at least 1", "(0, inf)": "positive", "[0, inf)": "not negative"}
+
+
+def _within(value, interval):
+    """Whether the number `value` lies in `interval`, written "[0, 1)" etc.
+    NaN lies in none."""
+    low, high = (float(v) for v in interval[1:-1].split(","))
+    above = value >= low if interval[0] == "[" else value > low
+    below = value <= high if interval[-1] == "]" else value < high
+    return above and below
+
+
+class _Ranged:
+    """Checks the numeric fields named in RANGES when a config is built.
+
+    RANGES: {field: interval}; a field holding a tuple or a mapping has each
+    number checked (a mapping of tuples, e.g. loss_weights, is one flag per
+    key: --loss_weights_rgb). FLAGS: {field: flag} where the flag is named
+    otherwise. None (unset) passes.
+
+    Raises:
+      UserError: one line naming the flag, its range and the value.
+    """
+    RANGES: ClassVar[Mapping[str, str]] = {}
+    FLAGS: ClassVar[Mapping[str, str]] = {}
+
+    def __post_init__(self):
+        for name, interval in self.RANGES.items():
+            for flag, value in _numbers(self.FLAGS.get(name, name), getattr(self, name)):
+                if not _within(value, interval):
+                    raise UserError(f"--{flag} must be "
+                                    f"{_RANGE_WORDS.get(interval, 'in ' + interval)}, "
+                                    f"got {value:g}")
+
+
+def _numbers(flag, value):
+    """[(flag, number)] of a field's value (a number, None, tuple or mapping)."""
+    if value is None:
+        return []
+    if isinstance(value, Mapping):
+        return [pair for key, v in value.items() for pair in _numbers(
+            f"{flag}_{key}" if isinstance(v, (tuple, list)) else flag, v)]
+    if isinstance(value, (tuple, list)):
+        return [(flag, v) for v in value]
+    return [(flag, value)]
+
+
 @dataclasses.dataclass(frozen=True)
-class DataConfig:
+class DataConfig(_Ranged):
     """Which records, and how videos are sampled from them.
 
     Attributes:
@@ -75,9 +123,24 @@ class DataConfig:
     data_residency: str = "auto"
     skip_bad_records: bool = False
 
+    RANGES = {name: "[1, inf)" for name in (
+        "feature_dim", "num_classes", "num_segments", "test_min_segments",
+        "test_max_segments", "batch_size", "batch_reuse_epochs")}
+    RANGES.update(shuffle_buffer="[0, inf)", seed="[0, inf)")
+
+    def __post_init__(self):
+        if not self.streams or any(s not in STREAMS for s in self.streams):
+            raise UserError(f"--streams must be a non-empty subset of rgb,flow, got "
+                            f"{','.join(self.streams)}")
+        if len(set(self.streams)) != len(self.streams):
+            raise UserError("--streams lists a stream twice")
+        super().__post_init__()
+        if self.test_min_segments > self.test_max_segments:
+            raise UserError("--test_min_segments exceeds --test_max_segments")
+
 
 @dataclasses.dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(_Ranged):
     """What defines a trained model; model.json is its JSON (`to_json`).
 
     Attributes:
@@ -96,6 +159,8 @@ class ModelConfig:
     feature_dim: Optional[int] = None
     class_names: Tuple[str, ...] = ()
     dataset: str = "synthetic"
+
+    RANGES = {name: "[1, inf)" for name in ("attention_hidden", "cvae_hidden", "latent_dim")}
 
     @property
     def num_classes(self):
@@ -120,7 +185,7 @@ class ModelConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(_Ranged):
     """The two-stage training (algorithm.md §4) and how it runs.
 
     Attributes:
@@ -169,9 +234,17 @@ class TrainConfig:
     debug_numerics: bool = False
     progress: bool = True
 
+    RANGES = {name: "[1, inf)" for name in (
+        "epochs", "ramp_epochs", "ramp_chunk_epochs", "keep_checkpoints")}
+    RANGES.update({name: "[0, inf)" for name in (
+        "seed", "eval_every", "num_plots", "cpu_devices", "cvae_weight", "beta",
+        "loss_weights")},
+        learning_rate="(0, inf)", adam_epsilon="(0, inf)", adam_beta1="[0, 1)",
+        adam_beta2="[0, 1)")
+
 
 @dataclasses.dataclass(frozen=True)
-class LocalizationConfig:
+class LocalizationConfig(_Ranged):
     """Hyper-parameters of §5; the defaults are the THUMOS14 ones.
 
     Attributes:
@@ -199,6 +272,11 @@ class LocalizationConfig:
     outer_weight: float = 0.3
     nms_iou: float = 0.5
 
+    RANGES = dict(class_threshold="[0, 1)", fusion_alpha="[0, 1]",
+                  proposal_threshold="[0, 1)", smooth_sigma="[0, inf)", upsample="[1, inf)",
+                  attention_weight="[0, 1]", outer_weight="[0, inf)", nms_iou="[0, 1]")
+    FLAGS = dict(smooth_sigma="proposal_smooth_sigma")
+
     @classmethod
     def for_dataset(cls, dataset):
         """The published settings for "thumos14" or "activitynet12".
@@ -217,7 +295,7 @@ class LocalizationConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class EvalConfig:
+class EvalConfig(_Ranged):
     """Scoring a trained model, or a result file.
 
     Attributes:
@@ -243,9 +321,12 @@ class EvalConfig:
     predictions_json: Optional[str] = None
     subset: str = "test"
 
+    RANGES = dict(tiou_thresholds="(0, 1]", attention_high="[0, 1]", cls_high="[0, 1]",
+                  num_plots="[0, inf)")
+
 
 @dataclasses.dataclass(frozen=True)
-class ExportConfig:
+class ExportConfig(_Ranged):
     """A SavedModel version for TF Serving.
 
     Attributes:
@@ -259,9 +340,11 @@ class ExportConfig:
     checkpoint: str = "latest"
     overwrite: bool = False
 
+    RANGES = dict(export_version="[1, inf)")
+
 
 @dataclasses.dataclass(frozen=True)
-class ConvertConfig:
+class ConvertConfig(_Ranged):
     """--mode=convert: a public feature release into records
     (data/converters.py documents each field)."""
     source_format: Optional[str] = None
@@ -274,9 +357,11 @@ class ConvertConfig:
     fps: float = 25.0
     overwrite: bool = False
 
+    RANGES = dict(stride="[1, inf)", fps="(0, inf)")
+
 
 @dataclasses.dataclass(frozen=True)
-class ExtractConfig:
+class ExtractConfig(_Ranged):
     """--mode=extract: video files into I3D feature records
     (dgam_tf/features/ and docs/features.md document each field).
 
@@ -306,6 +391,15 @@ class ExtractConfig:
     resize_short_side: int = 256
     crop_size: int = 224
     flow_bound: float = 20.0
+
+    RANGES = {name: "[1, inf)" for name in (
+        "clips_per_batch", "segment_frames", "resize_short_side", "crop_size")}
+    RANGES.update(fps="(0, inf)", flow_bound="(0, inf)")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.crop_size > self.resize_short_side:
+            raise UserError("--crop_size exceeds --resize_short_side")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -359,43 +359,15 @@ def _profile_range(fv):
     return start, end
 
 
-def _validate(fv):
-    """Refuses impossible settings before any work starts (one clear line)."""
-    unknown = [s for s in fv.streams if s not in STREAMS]
-    if unknown or not fv.streams:
-        raise UserError(f"--streams must be a non-empty subset of rgb,flow, got "
-                        f"{','.join(fv.streams)}")
-    if len(set(fv.streams)) != len(fv.streams):
-        raise UserError("--streams lists a stream twice")
-    positive = ["num_segments", "batch_size", "epochs", "test_min_segments",
-                "test_max_segments", "batch_reuse_epochs", "ramp_chunk_epochs",
-                "attention_hidden", "cvae_hidden", "latent_dim", "ramp_epochs",
-                "keep_checkpoints"]
-    for name in positive:
-        if getattr(fv, name) < 1:
-            raise UserError(f"--{name} must be at least 1, got {getattr(fv, name)}")
-    for name in ("feature_dim", "num_classes"):
-        if getattr(fv, name) is not None and getattr(fv, name) < 1:
-            raise UserError(f"--{name} must be at least 1, got {getattr(fv, name)}")
-    if fv.test_min_segments > fv.test_max_segments:
-        raise UserError("--test_min_segments exceeds --test_max_segments")
-    for name in ("eval_every", "num_plots", "cpu_devices", "shuffle_buffer"):
-        if getattr(fv, name) < 0:
-            raise UserError(f"--{name} must not be negative, got {getattr(fv, name)}")
-    if not fv.learning_rate > 0:
-        raise UserError("--learning_rate must be positive")
-    if not fv.adam_epsilon > 0:
-        raise UserError(f"--adam_epsilon must be positive, got {fv.adam_epsilon}")
-
-
 def parse(fv=flags.FLAGS):
     """The typed settings of parsed flag values, validated once.
 
     List flags become numbers here (a malformed one is a UserError naming
     it); unset --tiou_thresholds become the --dataset's. A mode gets the
     parts it uses (the others keep their defaults): eval_detections the
-    evaluation, synth and convert the data and conversion, the rest all,
-    checked first."""
+    evaluation, synth and convert the data and conversion, the rest all.
+    Each config checks its ranges when built (config._Ranged), so an
+    impossible value stops the run here, before any work."""
     run = dict(mode=fv.mode, model_dir=fv.model_dir, tf_logs=fv.tf_logs)
     if fv.mode == "eval_detections":
         return config_lib.Config(**run, evaluation=_eval_config(fv))
@@ -406,18 +378,10 @@ def parse(fv=flags.FLAGS):
     if fv.mode in ("synth", "convert"):
         return config_lib.Config(**run, data=data, convert=convert)
     if fv.mode == "extract":
-        for name in ("segment_frames", "resize_short_side", "crop_size", "clips_per_batch"):
-            if getattr(fv, name) < 1:
-                raise UserError(f"--{name} must be at least 1, got {getattr(fv, name)}")
-        if fv.crop_size > fv.resize_short_side:
-            raise UserError("--crop_size exceeds --resize_short_side")
-        if not (fv.fps > 0 and fv.flow_bound > 0):
-            raise UserError("--fps and --flow_bound must be positive")
         train = config_lib.TrainConfig(mixed_precision=fv.mixed_precision)
         return config_lib.Config(**run, data=data, train=train, convert=convert,
                                  extract=config_lib.ExtractConfig(
                                      **_values(fv, config_lib.ExtractConfig)))
-    _validate(fv)
     model = config_lib.ModelConfig(**_values(fv, config_lib.ModelConfig, "streams",
                                              "feature_dim", "class_names"), streams=streams)
     train = config_lib.TrainConfig(

@@ -71,6 +71,64 @@ def test_impossible_settings_are_refused(overrides, message):
         dgam_flags.parse_args(**overrides)
 
 
+# Each numeric flag: a value just outside its valid range (refused, with the
+# range in the message) and the edge values just inside it (accepted).
+RANGES = [
+    # flag, refused values, accepted values, the range as the message says it
+    ("class_threshold", ["1.5", "-0.1", "1", "nan"], ["0", "0.99"], "in [0, 1)"),
+    ("nms_iou", ["-1", "1.01", "nan"], ["0", "1"], "in [0, 1]"),
+    ("proposal_threshold", ["2,3", "0.1,-0.1", "1,0.5"], ["0,0.99"], "in [0, 1)"),
+    ("fusion_alpha", ["1.2,0.5", "0.5,-0.5"], ["0,1"], "in [0, 1]"),
+    ("outer_weight", ["nan", "-0.1", "inf"], ["0", "5"], "not negative"),
+    ("proposal_smooth_sigma", ["-1", "nan"], ["0", "25"], "not negative"),
+    ("learning_rate", ["0", "-1e-3", "nan"], ["1e-9"], "positive"),
+    ("adam_beta1", ["1", "-0.1"], ["0", "0.999"], "in [0, 1)"),
+    ("adam_beta2", ["1", "nan"], ["0.5"], "in [0, 1)"),
+    ("adam_epsilon", ["0"], ["1e-12"], "positive"),
+    ("cvae_weight", ["-1"], ["0"], "not negative"),
+    ("beta", ["-0.1", "nan"], ["0"], "not negative"),
+    ("loss_weights_flow", ["1,0.03,-0.1,0.3", "1,nan,0.1,0.3"], ["0,0,0,0"], "not negative"),
+    ("tiou_thresholds", ["0,0.5", "0.5,1.1"], ["0.05,1"], "in (0, 1]"),
+    ("attention_high", ["1.5"], ["0", "1"], "in [0, 1]"),
+    ("cls_high", ["-0.5"], ["1"], "in [0, 1]"),
+    ("epochs", ["0"], ["1"], "at least 1"),
+    ("ramp_epochs", ["0"], ["1"], "at least 1"),
+    ("ramp_chunk_epochs", ["-2"], ["1"], "at least 1"),
+    ("keep_checkpoints", ["0"], ["1"], "at least 1"),
+    ("latent_dim", ["0"], ["1"], "at least 1"),
+    ("attention_hidden", ["-4"], ["1"], "at least 1"),
+    ("batch_reuse_epochs", ["0"], ["1"], "at least 1"),
+    ("eval_every", ["-1"], ["0"], "not negative"),
+    ("shuffle_buffer", ["-1"], ["0"], "not negative"),
+    ("cpu_devices", ["-1"], ["0"], "not negative"),
+    ("seed", ["-1"], ["0"], "not negative"),
+    ("export_version", ["0"], ["1"], "at least 1"),
+]
+
+
+@pytest.mark.parametrize("flag, refused, accepted, words", RANGES, ids=[r[0] for r in RANGES])
+def test_each_numeric_flag_has_its_range_checked(flag, refused, accepted, words):
+    for value in refused:
+        with pytest.raises(UserError) as e:
+            dgam_flags.parse_args([f"--{flag}={value}"])
+        assert str(e.value).startswith(f"--{flag} must be {words}, got "), (value, str(e.value))
+    for value in accepted:
+        dgam_flags.parse_args([f"--{flag}={value}"])
+
+
+@pytest.mark.parametrize("mode, argv, message", [
+    ("convert", ["--stride=0"], "--stride must be at least 1, got 0"),
+    ("convert", ["--fps=0"], "--fps must be positive, got 0"),
+    ("extract", ["--flow_bound=-1"], "--flow_bound must be positive, got -1"),
+    ("extract", ["--crop_size=300"], "--crop_size exceeds --resize_short_side"),
+    ("extract", ["--clips_per_batch=0"], "--clips_per_batch must be at least 1, got 0"),
+    ("synth", ["--batch_size=0"], "--batch_size must be at least 1, got 0"),
+])
+def test_ranges_are_checked_in_every_mode_that_reads_them(mode, argv, message):
+    with pytest.raises(UserError, match=message.replace("(", r"\(")):
+        dgam_flags.parse_args([f"--mode={mode}"] + argv)
+
+
 def test_help_groups_hold_every_flag_once_in_the_issue_order():
     fv = dgam_flags.flag_values()
     groups = dgam_flags.flag_groups(fv)
