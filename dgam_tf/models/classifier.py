@@ -30,8 +30,8 @@ class Classifier(keras.Model):
         the T-CAM's gradient, so a read of its own would feed nothing the
         kernel's update depends on; Grappler's dependency optimizer then drops
         the edge that orders that read before the update, and the read could
-        see the updated kernel (seen in about one step in eight). Sharing the
-        logits' read puts it on the update's data path.
+        see the updated kernel. Sharing the logits' read puts it on the
+        update's data path.
         """
         kernel = tf.convert_to_tensor(self.fc.kernel)                # [D, C+1]
         logits = tf.einsum("bkd,dc->bkc", tf.cast(f, tf.float32), kernel) + self.fc.bias

@@ -15,19 +15,20 @@ from dgam_tf.models.dgam import StreamModel
 SETTINGS_FILE = "model.json"
 
 
-def build_models(model, streams=None, initializer="pytorch"):
+def build_models(model_cfg, streams=None, initializer="pytorch"):
     """{stream: StreamModel} with all variables created.
 
     Args:
-      model: ModelConfig, with feature_dim and class_names set.
+      model_cfg: ModelConfig, with feature_dim and class_names set.
       streams: build only these (default: the config's).
       initializer: "pytorch" or "glorot" (models/layers.py).
     """
     models = {}
-    for stream in streams or model.streams:
-        models[stream] = StreamModel(model.feature_dim, model.num_classes,
-                                     model.attention_hidden, model.cvae_hidden,
-                                     model.latent_dim, model.gam, initializer, name=stream)
+    for stream in streams or model_cfg.streams:
+        models[stream] = StreamModel(model_cfg.feature_dim, model_cfg.num_classes,
+                                     model_cfg.attention_hidden, model_cfg.cvae_hidden,
+                                     model_cfg.latent_dim, model_cfg.gam, initializer,
+                                     name=stream)
         models[stream].build_all()
     return models
 
@@ -51,11 +52,11 @@ def read_settings(model_dir, what="model settings (is --model_dir a trained mode
     return ModelConfig.from_json(files.read_json(settings_path(model_dir), what))
 
 
-def write_settings(model_dir, model):
+def write_settings(model_dir, model_cfg):
     """Records the ModelConfig in model_dir; refuses a model_dir that holds
     a different model (resuming it would fail or mix models)."""
     path = settings_path(model_dir)
-    settings = model.to_json()
+    settings = model_cfg.to_json()
     if files.exists(path):
         old = files.read_json(path, "model settings")
         changed = sorted(k for k in settings if old.get(k) != settings[k])

@@ -16,13 +16,13 @@ from dgam_tf.training import debug, health, losses
 
 
 class Controller:
-    """Trains a Trainer to `train.epochs`, resuming from model_dir.
+    """Trains a Trainer to `train_cfg.epochs`, resuming from model_dir.
 
     Args:
       trainer: a training.trainer.Trainer.
       model_dir: where checkpoints/ and the train/ summaries go (the chief's;
         other workers write theirs aside and delete them).
-      train: TrainConfig.
+      train_cfg: TrainConfig.
       actions: callables `action(epoch, logs)` (logs: the epoch's mean
         scalars), run in order after each epoch's summaries and before its
         checkpoint (epoch counts the epochs done); more can be appended to
@@ -36,17 +36,17 @@ class Controller:
       collapsed: {stream: why it looks collapsed, or None}.
     """
 
-    def __init__(self, trainer, model_dir, train, actions=(), final_evaluation=False):
+    def __init__(self, trainer, model_dir, train_cfg, actions=(), final_evaluation=False):
         self.trainer = trainer
         self.model_dir = model_dir
-        self.config = train
+        self.train_cfg = train_cfg
         self.actions = list(actions)
         self.final_evaluation = final_evaluation
         chief = trainer.chief
         ckpt_dir = (os.path.join(model_dir, "checkpoints") if chief else
                     tempfile.mkdtemp(prefix="dgam_worker_ckpt_"))  # collectives: all save
         self.manager = tf.train.CheckpointManager(trainer.checkpoint, ckpt_dir,
-                                                  max_to_keep=train.keep_checkpoints)
+                                                  max_to_keep=train_cfg.keep_checkpoints)
         self.writer = tf.summary.create_file_writer(
             os.path.join(model_dir, "train") if chief else tempfile.mkdtemp())
         self.collapsed = {}
@@ -56,7 +56,7 @@ class Controller:
         trainer, latest = self.trainer, self.manager.latest_checkpoint
         if latest:
             trainer.checkpoint.restore(latest).assert_existing_objects_matched()
-            epoch, epochs = int(trainer.epoch.numpy()), self.config.epochs
+            epoch, epochs = int(trainer.epoch.numpy()), self.train_cfg.epochs
             if trainer.chief and epoch >= epochs:
                 print(f"Nothing left to train (epoch {epoch} of {epochs}, {latest})"
                       + ("; evaluating" if self.final_evaluation else ""))
@@ -67,7 +67,7 @@ class Controller:
     def train(self):
         """Trains from the latest checkpoint to --epochs; returns the last
         epoch's mean scalars."""
-        cfg, trainer = self.config, self.trainer
+        cfg, trainer = self.train_cfg, self.trainer
         start = self.restore()
         first_step = int(trainer.step.numpy())
         profiler = debug.Profiler(cfg.profile_steps, os.path.join(self.model_dir, "train"), range(

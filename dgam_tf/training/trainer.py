@@ -38,11 +38,11 @@ class StepOutput(NamedTuple):
     attention: Dict[str, tf.Tensor]
 
 
-def make_optimizer(train):
+def make_optimizer(train_cfg):
     """The Adam of one module group (TrainConfig's settings)."""
-    opt = optimizer.Adam(train.learning_rate, beta_1=train.adam_beta1,
-                         beta_2=train.adam_beta2, epsilon=train.adam_epsilon)
-    if train.mixed_precision == "mixed_float16":
+    opt = optimizer.Adam(train_cfg.learning_rate, beta_1=train_cfg.adam_beta1,
+                         beta_2=train_cfg.adam_beta2, epsilon=train_cfg.adam_epsilon)
+    if train_cfg.mixed_precision == "mixed_float16":
         opt = keras.optimizers.LossScaleOptimizer(opt)
     return opt
 
@@ -52,9 +52,9 @@ class Trainer:
 
     Args:
       data_dir: dataset folder; info: its records.DatasetInfo.
-      data: DataConfig (the training split and its sampling).
-      model: ModelConfig (feature size and classes are taken from `info`).
-      train: TrainConfig.
+      data_cfg: DataConfig (the training split and its sampling).
+      model_cfg: ModelConfig (feature size and classes are taken from `info`).
+      train_cfg: TrainConfig.
 
     Attributes:
       models: {stream: StreamModel}; optimizers: {(stream, "model"|"cvae"):
@@ -67,48 +67,48 @@ class Trainer:
       last_attention: {stream: [b, n]} attention of the last stage-2 step.
     """
 
-    def __init__(self, data_dir, info, data, model, train):
+    def __init__(self, data_dir, info, data_cfg, model_cfg, train_cfg):
         self.data_dir = data_dir
         self.info = info
-        self.data = data
-        self.model_config = model.for_data(info)
-        self.train_config = train
-        self.streams = list(model.streams)
-        self.stages = (CVAE_STAGE, MODEL_STAGE) if model.gam else (MODEL_STAGE,)
-        self.strategy = distribute.make_strategy(train.strategy)
+        self.data_cfg = data_cfg
+        self.model_cfg = model_cfg.for_data(info)
+        self.train_cfg = train_cfg
+        self.streams = list(model_cfg.streams)
+        self.stages = (CVAE_STAGE, MODEL_STAGE) if model_cfg.gam else (MODEL_STAGE,)
+        self.strategy = distribute.make_strategy(train_cfg.strategy)
         self.chief = distribute.is_chief(self.strategy)
         self.steps_per_stage = self._steps_per_stage()
-        self.inputs = inputs_lib.TrainInputs(data_dir, info, data, self.strategy, self.chief,
+        self.inputs = inputs_lib.TrainInputs(data_dir, info, data_cfg, self.strategy, self.chief,
                                              self.steps_per_stage,
-                                             model.latent_dim if model.gam else None)
-        keras.utils.set_random_seed(train.seed)  # Same initialisation on every run.
-        if train.mixed_precision:
+                                             model_cfg.latent_dim if model_cfg.gam else None)
+        keras.utils.set_random_seed(train_cfg.seed)  # Same initialisation on every run.
+        if train_cfg.mixed_precision:
             # Models built from here on compute in float16/bfloat16; the
             # layers feeding the losses are float32 (see models/).
-            keras.mixed_precision.set_dtype_policy(train.mixed_precision)
+            keras.mixed_precision.set_dtype_policy(train_cfg.mixed_precision)
         with self.strategy.scope():
-            self.models = model_dir_lib.build_models(self.model_config,
-                                                initializer=train.initializer)
+            self.models = model_dir_lib.build_models(self.model_cfg,
+                                                     initializer=train_cfg.initializer)
             self.optimizers = {}
             for s, m in self.models.items():
                 parts = {"model": m.attention.trainable_variables +
                          m.classifier.trainable_variables}
-                if model.gam:
+                if model_cfg.gam:
                     parts["cvae"] = m.cvae.trainable_variables
                 for part, variables in parts.items():
-                    opt = make_optimizer(train)
+                    opt = make_optimizer(train_cfg)
                     opt.build(variables)
                     self.optimizers[(s, part)] = opt
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.checkpoint = model_dir_lib.make_checkpoint(self.models, self.optimizers,
-                                                   epoch=self.epoch, step=self.step)
+                                                        epoch=self.epoch, step=self.step)
         self.last_attention = {}
         self._step_bodies = {CVAE_STAGE: self._cvae_step, MODEL_STAGE: self._model_step}
-        self.step_fns = {stage: tf.function(body, jit_compile=train.jit_compile)
+        self.step_fns = {stage: tf.function(body, jit_compile=train_cfg.jit_compile)
                          for stage, body in self._step_bodies.items()}
-        if train.jit_compile and self.strategy.num_replicas_in_sync > 1 and self.chief:
-            print(f"warning: --jit_compile is not applied with --strategy={train.strategy} "
+        if train_cfg.jit_compile and self.strategy.num_replicas_in_sync > 1 and self.chief:
+            print(f"warning: --jit_compile is not applied with --strategy={train_cfg.strategy} "
                   f"({self.strategy.num_replicas_in_sync} replicas): the gradients' "
                   "all-reduce cannot be inside a compiled step", file=sys.stderr)
         # A stage's steps in one graph call (the steps themselves XLA-compiled
@@ -117,18 +117,18 @@ class Trainer:
                               for stage in self.step_fns}
 
     def _steps_per_stage(self):
-        data, strategy = self.data, self.strategy
-        num_videos = self.info.splits[data.train_split]["num_videos"] if (
-            data.train_split in self.info.splits) else 0
-        if data.batch_size % strategy.num_replicas_in_sync:
-            raise UserError(f"--batch_size {data.batch_size} is not divisible by the "
+        data_cfg, strategy = self.data_cfg, self.strategy
+        num_videos = self.info.splits[data_cfg.train_split]["num_videos"] if (
+            data_cfg.train_split in self.info.splits) else 0
+        if data_cfg.batch_size % strategy.num_replicas_in_sync:
+            raise UserError(f"--batch_size {data_cfg.batch_size} is not divisible by the "
                             f"{strategy.num_replicas_in_sync} replicas")
         # One input pipeline per worker; each worker sees its share of videos.
         workers = distribute.num_workers(strategy)
-        steps = (num_videos // workers) // (data.batch_size // workers)
+        steps = (num_videos // workers) // (data_cfg.batch_size // workers)
         if steps < 1:
-            raise UserError(f"--batch_size {data.batch_size} exceeds the {num_videos} "
-                            f"training videos of split '{data.train_split}' (the last "
+            raise UserError(f"--batch_size {data_cfg.batch_size} exceeds the {num_videos} "
+                            f"training videos of split '{data_cfg.train_split}' (the last "
                             "partial batch is dropped, so no step would run)")
         return steps
 
@@ -150,7 +150,7 @@ class Trainer:
     def _average(self, per_example):
         # Divide by the *global* batch: summing the replicas' gradients then
         # gives the gradient of the mean over the whole batch.
-        return tf.nn.compute_average_loss(per_example, global_batch_size=self.data.batch_size)
+        return tf.nn.compute_average_loss(per_example, global_batch_size=self.data_cfg.batch_size)
 
     def _cvae_step(self, batch, ramp):
         """Stage 1: CVAE only. batch[s]: [B, n, D]; ramp: r(e) scalar."""
@@ -164,9 +164,9 @@ class Trainer:
         with tf.name_scope(s):  # Op names carry the stream (--debug_numerics, profiles).
             att = tf.stop_gradient(model.attention(x))              # [B, n]
             with tf.GradientTape() as tape:
-                l_cvae = self._average(losses.cvae_loss(model.cvae, x, att, self.train_config.beta,
+                l_cvae = self._average(losses.cvae_loss(model.cvae, x, att, self.train_cfg.beta,
                                                         batch[s + "_noise"]))
-                loss = self.train_config.cvae_weight * ramp * l_cvae
+                loss = self.train_cfg.cvae_weight * ramp * l_cvae
             finite = self._apply(s, "cvae", tape, loss, model.cvae.trainable_variables)
             return {"cvae": l_cvae}, finite
 
@@ -179,7 +179,7 @@ class Trainer:
 
     def _model_stream_step(self, s, batch, ramp):
         model, x, labels = self.models[s], batch[s], batch["labels"]
-        w_fg, w_bg, w_guide, w_recon = self.train_config.loss_weights[s]
+        w_fg, w_bg, w_guide, w_recon = self.train_cfg.loss_weights[s]
         variables = model.attention.trainable_variables + model.classifier.trainable_variables
         with tf.name_scope(s):
             with tf.GradientTape() as tape:
@@ -193,10 +193,10 @@ class Trainer:
                     "guide": losses.guide_loss(att, tcam, labels),
                 }
                 per_example = w_fg * terms["fg"] + w_bg * terms["bg"] + w_guide * terms["guide"]
-                if self.model_config.gam:
+                if self.model_cfg.gam:
                     terms["recon"] = losses.reconstruction_loss(model.cvae, x, att,
                                                                 batch[s + "_noise"])
-                    recon_ramp = ramp if self.train_config.ramp_recon else 1.0
+                    recon_ramp = ramp if self.train_cfg.ramp_recon else 1.0
                     per_example += w_recon * recon_ramp * terms["recon"]
                 loss = self._average(per_example)
             finite = self._apply(s, "model", tape, loss, variables)
@@ -224,14 +224,14 @@ class Trainer:
         step_fn = (self.step_fns if strategy.num_replicas_in_sync == 1 else
                    self._step_bodies)[stage]
         if isinstance(inputs, inputs_lib.ResidentDraw):
-            b = self.data.batch_size // strategy.num_replicas_in_sync
+            b = self.data_cfg.batch_size // strategy.num_replicas_in_sync
             local = strategy.num_replicas_in_sync // distribute.num_workers(strategy)
 
             def replica_step(data, i):
                 start = (i * local + tf.cast(distribute.local_replica(strategy), tf.int64)) * b
                 batch = resident.draw_batch(data, tf.slice(inputs.order, [start], [b]),
                                             inputs.perm, inputs.draw_seed, inputs.noise_seed,
-                                            self.data, self.inputs.latent_dim)
+                                            self.data_cfg, self.inputs.latent_dim)
                 return step_fn(batch, ramp)
 
             def run(i):
@@ -284,14 +284,14 @@ class Trainer:
           debug.NonFiniteError: a non-finite loss, gradient or (with
             --debug_numerics) op output, naming stream, stage, epoch and step.
         """
-        cfg = self.train_config
+        cfg = self.train_cfg
         ramp = tf.constant(losses.ramp(epoch, cfg.ramp_epochs, cfg.ramp_chunk_epochs),
                            tf.float32)
         graph = self._stage_graphs[stage]
         calls = ([(i, 1) for i in range(self.steps_per_stage)] if cfg.debug_numerics
                  else [(0, self.steps_per_stage)])
         sums = {}
-        with pipeline.reading(self.data_dir, self.info, self.data.train_split):
+        with pipeline.reading(self.data_dir, self.info, self.data_cfg.train_split):
             if inputs is None:
                 inputs = self.inputs.for_epoch(epoch, [stage])[stage]
             for first, count in calls:
@@ -304,7 +304,7 @@ class Trainer:
                             inputs, tf.constant(first), tf.constant(count), ramp)
                     except tf.errors.OutOfRangeError:
                         raise pipeline.fewer_videos_error(
-                            self.data_dir, self.info, self.data.train_split) from None
+                            self.data_dir, self.info, self.data_cfg.train_split) from None
                     except tf.errors.InvalidArgumentError as e:
                         culprit = debug.numerics_culprit(e, self.streams)
                         if culprit is None:
@@ -331,7 +331,7 @@ class Trainer:
     def train_epoch(self, epoch, progbar=None, before_call=None):
         """Both stages of an epoch (`train_stage`); returns their mean scalars
         as {"stage<k>/<name>": value}. Does not advance `self.epoch`."""
-        with pipeline.reading(self.data_dir, self.info, self.data.train_split):
+        with pipeline.reading(self.data_dir, self.info, self.data_cfg.train_split):
             inputs = self.inputs.for_epoch(epoch, self.stages)
         logs = {}
         for stage in self.stages:
