@@ -183,10 +183,6 @@ def _draw_tcam(ax, tcam, step, classes, detected, color):
                 label=name if name in detected else f"{name} (truth, not detected)")
     ax.set_ylim(0.0, top)
     ax.set_ylabel("weighted\nT-CAM", fontsize="small")
-    _legend_above(ax)
-
-
-def _legend_above(ax):
     if ax.get_lines():
         ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=4,
                   fontsize="x-small", frameon=False, borderaxespad=0.2)
@@ -209,8 +205,8 @@ def _draw_bars(ax, kept, ground_truth, classes, color):
             bottom = -y + 0.4 - (k + 1) * height
             [bar] = ax.barh(bottom, end - start, height, left=start, align="edge",
                             color=TRUTH_COLOR if truth else color[name],
-                            edgecolor=color[text] if truth else "white",
-                            linewidth=1.5 if truth else 0.5)
+                            edgecolor=color[text] if truth else color[name],
+                            linewidth=1.5 if truth else 0.5)  # an edge: narrow bars show
             bar.set_gid(f"truth:{text}" if truth else f"detection:{name}")
             if not truth:
                 bars.append((bar, text, name))
