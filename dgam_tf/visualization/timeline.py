@@ -108,8 +108,8 @@ def draw_timeline(video_id, seconds_per_segment, attention, tcam, detections,
       detections: [(class name, score, start s, end s)].
       ground_truth: [(class name, start s, end s)], or None when unknown
         (no truth row).
-      thumbnails: [(time s, [H, W, 3] uint8)] or None; as many as fit
-        side by side are shown, evenly chosen.
+      thumbnails: [(time s, [H, W, 3] uint8)] or None: a strip of as many
+        as fit side by side, each over a tick at its time.
       min_score: detections scoring below it are left out.
       duration: seconds of the video (default: what the arrays cover).
       dpi: pixels per inch (the figure is FIGURE_WIDTH inches wide).
@@ -138,9 +138,6 @@ def draw_timeline(video_id, seconds_per_segment, attention, tcam, detections,
         _draw_attention(ax, stream, values, seconds_per_segment)
     _draw_tcam(tcam_ax, tcam, seconds_per_segment, classes, {d[0] for d in kept}, color)
     bars = _draw_bars(bars_ax, kept, ground_truth, classes, color)
-    if not kept:
-        bars_ax.text(0.5, 1.0, f"no detection scores {min_score:g} or more",
-                     transform=bars_ax.transAxes, ha="center", va="bottom", fontsize="small")
     label, formatter = time_formatter(seconds)
     bars_ax.set_xlim(0.0, seconds)
     bars_ax.xaxis.set_major_locator(ticker.MultipleLocator(tick_step(seconds)))
@@ -205,8 +202,8 @@ def _draw_bars(ax, kept, ground_truth, classes, color):
             bottom = -y + 0.4 - (k + 1) * height
             [bar] = ax.barh(bottom, end - start, height, left=start, align="edge",
                             color=TRUTH_COLOR if truth else color[name],
-                            edgecolor=color[text] if truth else color[name],
-                            linewidth=1.5 if truth else 0.5)  # an edge: narrow bars show
+                            edgecolor=color[text] if truth else "white",
+                            linewidth=1.5 if truth else 0.4)  # white: touching bars part
             bar.set_gid(f"truth:{text}" if truth else f"detection:{name}")
             if not truth:
                 bars.append((bar, text, name))
