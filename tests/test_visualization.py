@@ -132,8 +132,8 @@ def short_clip():
 @pytest.mark.parametrize("min_score", [-1.0, 0.1, 0.5])
 def test_min_score_leaves_out_low_scores(case, min_score):
     arrays = case()
-    bars = by_gid(bars_axes(timeline.draw_timeline(**arrays, min_score=min_score)).patches,
-                  "detection:")
+    fig = timeline.draw_timeline(**arrays, min_score=min_score, dpi=plots.SUMMARY_DPI)
+    bars = by_gid(bars_axes(fig).patches, "detection:")
     drawn = sorted((b.get_gid()[len("detection:"):], round(b.get_x(), 9),
                     round(b.get_x() + b.get_width(), 9)) for b in bars)
     expected = sorted((label, round(start, 9), round(end, 9))
@@ -143,7 +143,7 @@ def test_min_score_leaves_out_low_scores(case, min_score):
 
 def test_each_class_has_its_own_colour_never_the_truths_grey():
     arrays = long_video(num_classes=20, count=80)
-    ax = bars_axes(timeline.draw_timeline(**arrays, min_score=-1.0))
+    ax = bars_axes(timeline.draw_timeline(**arrays, min_score=-1.0, dpi=plots.SUMMARY_DPI))
     colours = {}
     for bar in by_gid(ax.patches, "detection:"):
         colours.setdefault(bar.get_gid(), set()).add(matplotlib.colors.to_hex(bar.get_facecolor()))
