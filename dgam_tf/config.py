@@ -403,6 +403,23 @@ class ExtractConfig(_Ranged):
 
 
 @dataclasses.dataclass(frozen=True)
+class PlotConfig:
+    """The timeline pictures (visualization/timeline.py).
+
+    Attributes:
+      min_score: detections scoring below it are not drawn (outer-inner
+        scores lie in [-1, 1]).
+      frames: a strip of video thumbnails, when frames are available.
+    """
+    min_score: float = 0.1
+    frames: bool = False
+
+    def __post_init__(self):
+        if not -1.0 <= self.min_score <= 1.0:
+            raise UserError(f"--plot_min_score must be in [-1, 1], got {self.min_score}")
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     """Everything one run of `python -m dgam_tf.main` was asked to do."""
     mode: str = "train"
@@ -416,3 +433,4 @@ class Config:
     export: ExportConfig = ExportConfig()
     convert: ConvertConfig = ConvertConfig()
     extract: ExtractConfig = ExtractConfig()
+    plot: PlotConfig = PlotConfig()

@@ -35,7 +35,8 @@ DATASETS = ("synthetic", "thumos14", "activitynet12")
 GROUP_STARTS = {"mode": "general", "dataset": "data", "attention_hidden": "model",
                 "model_dir": "training", "class_threshold": "localization",
                 "tiou_thresholds": "evaluation", "source_format": "data",
-                "export_dir": "export", "video_dir": "feature extraction"}
+                "export_dir": "export", "video_dir": "feature extraction",
+                "plot_min_score": "plots"}
 
 
 def define_flags(fv=flags.FLAGS):
@@ -272,6 +273,15 @@ def define_flags(fv=flags.FLAGS):
     flags.DEFINE_integer("clips_per_batch", extract_cfg.clips_per_batch,
                          "Clips of --segment_frames frames per I3D call.", **d)
 
+    # Plots: the timeline pictures of --mode=visualize and the summary images.
+    plot_cfg = config_lib.PlotConfig
+    flags.DEFINE_float("plot_min_score", plot_cfg.min_score,
+                       "Timelines leave out detections scoring below this (scores lie in "
+                       "[-1, 1]).", **d)
+    flags.DEFINE_boolean("plot_frames", plot_cfg.frames,
+                         "Timelines show a strip of video thumbnails when the frames are "
+                         "at hand (records hold none).", **d)
+
 
 def _strs(numbers):
     """A list flag's default of numbers ("1", "0.03", ...)."""
@@ -397,9 +407,10 @@ def parse(fv=flags.FLAGS):
         nms_iou=fv.nms_iou)
     export = config_lib.ExportConfig(export_dir=fv.export_dir, export_version=fv.export_version,
                                      checkpoint=fv.checkpoint, overwrite=fv.overwrite)
+    plot = config_lib.PlotConfig(min_score=fv.plot_min_score, frames=fv.plot_frames)
     return config_lib.Config(**run, data=data, model=model, train=train,
                              localization=localization, evaluation=_eval_config(fv),
-                             export=export, convert=convert)
+                             export=export, convert=convert, plot=plot)
 
 
 def _values(fv, cls, *besides):

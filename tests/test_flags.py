@@ -133,12 +133,13 @@ def test_help_groups_hold_every_flag_once_in_the_issue_order():
     fv = dgam_flags.flag_values()
     groups = dgam_flags.flag_groups(fv)
     assert list(groups) == ["general", "data", "model", "training", "localization",
-                            "evaluation", "export", "feature extraction"]
+                            "evaluation", "export", "feature extraction", "plots"]
     names = [flag.name for group in groups.values() for flag in group]
     assert sorted(names) == sorted(fv) and len(names) == len(set(names))
     assert "epochs" in [f.name for f in groups["training"]]
     assert "source_format" in [f.name for f in groups["data"]]   # converters: data
     assert "i3d_rgb_checkpoint" in [f.name for f in groups["feature extraction"]]
+    assert [f.name for f in groups["plots"]] == ["plot_min_score", "plot_frames"]
 
 
 def test_extract_flags_fill_the_extract_config_and_bad_ones_are_one_line():

@@ -125,8 +125,8 @@ class Evaluator:
     Args:
       data_cfg: DataConfig (test sampling, dataset name);
       localization_cfg: LocalizationConfig; eval_cfg: EvalConfig.
-      draw_fn: callable(video, outputs, detections, class_names,
-        class_threshold) -> image [1, H, W, C] (plots.video_image), or None.
+      draw_fn: callable(video, outputs, detections, class_names) -> image
+        [1, H, W, C] (plots.video_image), or None.
     """
 
     def __init__(self, data_cfg, localization_cfg, eval_cfg, draw_fn=None):
@@ -145,8 +145,7 @@ class Evaluator:
         """The video's summary image, or None without a draw_fn."""
         if self.draw_fn is None:
             return None
-        return self.draw_fn(video, outputs, detections, class_names,
-                            self.localization_cfg.class_threshold)
+        return self.draw_fn(video, outputs, detections, class_names)
 
 
 def evaluate_model_dir(model_dir, data_cfg, localization_cfg, eval_cfg):

@@ -1,6 +1,7 @@
 """train_and_evaluate: a training run from its settings to the test metrics,
 wiring the data, the model folder, the Trainer, its Controller and the
 periodic validation."""
+import functools
 import os
 
 from dgam_tf import files
@@ -59,6 +60,7 @@ def run(cfg):
         tf.config.experimental.enable_op_determinism()
     metrics = train_and_evaluate(
         cfg.model_dir, cfg.data, cfg.model, cfg.train,
-        evaluate.Evaluator(cfg.data, cfg.localization, cfg.evaluation, plots.video_image))
+        evaluate.Evaluator(cfg.data, cfg.localization, cfg.evaluation,
+                           functools.partial(plots.video_image, min_score=cfg.plot.min_score)))
     if metrics is not None:
         evaluate.report(metrics, cfg.model_dir, cfg.evaluation)

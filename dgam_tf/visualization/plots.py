@@ -1,48 +1,27 @@
-"""Plots of one video's localization (algorithm.md §5) on one time axis in
-seconds: attention and the weighted T-CAM u of the predicted and the
-ground-truth classes per stream (dashed: a ground-truth class the stream
-does not predict), then the detections (with scores) and the ground truth
-as bars.
+"""One video's localization as a timeline picture (visualization/timeline.py):
+the attention of each stream, the weighted T-CAM u of the classes drawn
+(algorithm.md §5), the detections as bars per class and the ground truth.
 
 Written as PNG files by `--mode=visualize` (`plot_model_dir`) and as image
 tensors for `tf.summary.image` during training (`video_image`, given the
-periodic validation's own outputs by its Evaluator). Drawing
-uses matplotlib's Agg canvas directly (no pyplot): no display is needed and
-no global figure state is kept.
+periodic validation's own outputs by its Evaluator). `timeline_arguments`
+turns what inference.infer_split yields into timeline.draw_timeline's arrays.
 """
 import contextlib
-import io
 import itertools
 import os
 import re
 
 import numpy as np
 import tensorflow as tf
-from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.font_manager import FontProperties
-from matplotlib.textpath import TextPath
 
-from dgam_tf import files
-from dgam_tf.config import LocalizationConfig
+from dgam_tf.config import PlotConfig
 from dgam_tf.errors import UserError
-from dgam_tf.localization import inference, localize
+from dgam_tf.localization import inference
+from dgam_tf.visualization import timeline
 
-PNG_DPI = 100
+PNG_DPI = timeline.PNG_DPI
 SUMMARY_DPI = 60  # Smaller images for TensorBoard.
-FIGURE_WIDTH = 10  # inches
-_COLORS = colormaps["tab10"]
-_SCORE_FONT = FontProperties(size="x-small")
-# Width of the time axis as a fraction of the figure's, at least (the rest:
-# class names on the left); sizes the score labels in seconds.
-_MIN_AXES_FRACTION = 0.7
-
-
-def sample_times(num_positions, num_segments, seconds_per_segment):
-    """Seconds of the n sampled positions as localization reads them (§5 step
-    8: position i is at i T s / n, s = seconds per segment), [n]."""
-    return np.arange(num_positions) * (num_segments * seconds_per_segment / num_positions)
 
 
 def weighted_tcam(output, classes):
@@ -66,157 +45,60 @@ def _video_id(video):
     return video_id.decode() if isinstance(video_id, bytes) else str(video_id)
 
 
-def _color(class_id):
-    return _COLORS(class_id % _COLORS.N)
-
-
-def _truth_classes(video):
-    """Classes of the video's labels and ground-truth instances, a set."""
-    return set(np.asarray(video["labels"]).astype(int).tolist()) | set(
-        np.asarray(video["gt_label"]).astype(int).tolist())
-
-
-def _draw_stream(ax, stream, output, times, class_names, class_threshold, truth):
-    """Attention (gid "attention") and u of each predicted or ground-truth
-    class c (gid "u:c"; dashed when the stream does not predict c), with the
-    legend above the axes, clear of the curves."""
-    ax.plot(times, output.attention, color="black", linewidth=1.5, label="attention",
-            gid="attention")
-    predicted = set(localize.predict_classes(output.class_probs, class_threshold).tolist())
-    classes = sorted(predicted | truth)
-    for c, u in zip(classes, weighted_tcam(output, classes).T):
-        missed = "" if c in predicted else ", not predicted"
-        ax.plot(times, u, color=_color(c), gid=f"u:{c}", linestyle="-" if not missed else "--",
-                label=f"weighted T-CAM {class_names[c]} "
-                      f"(p={output.class_probs[c]:.2f}{missed})")
-    ax.set_ylim(0.0, 1.05)
-    ax.set_ylabel(stream)
-    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=2,
-              fontsize="x-small", frameon=False, borderaxespad=0.2)
-
-
-def _bar_classes(video, detections):
-    """Classes with ground truth or detections in the video, ascending."""
-    return sorted(set(np.asarray(video["gt_label"]).astype(int).tolist())
-                  | {d.class_id for d in detections})
-
-
-def _lanes(detections, label_seconds):
-    """Stacks detections (sorted by start) into lanes in which neither their
-    bars nor their score labels (`label_seconds` wide) overlap; returns each
-    one's lane, 0 first."""
-    lane_ends, lanes = [], []
-    for d in detections:
-        lane = next((i for i, end in enumerate(lane_ends) if end <= d.start), len(lane_ends))
-        end = max(d.end, d.start + label_seconds)
-        if lane == len(lane_ends):
-            lane_ends.append(end)
-        else:
-            lane_ends[lane] = end
-        lanes.append(lane)
-    return lanes
-
-
-def _bar_rows(detections, classes, seconds):
-    """Where each class's bars go: its detections in as many rows as their
-    bars and score labels need not to overlap, then its ground truth.
-
-    Args:
-      seconds: the length of the time axis.
-
-    Returns:
-      ([(class, its detections by start, their rows [k], its first row,
-      its number of detection rows (1 or more))], number of rows); the
-      class's truth row follows its detection rows.
-    """
-    # The widest score label, in seconds of the narrowest time axis.
-    label_seconds = 1.1 * seconds * TextPath((0, 0), "-0.00", prop=_SCORE_FONT).get_extents(
-        ).width / (72 * FIGURE_WIDTH * _MIN_AXES_FRACTION)
-    layout, y = [], 0
-    for c in classes:
-        mine = sorted((d for d in detections if d.class_id == c), key=lambda d: d.start)
-        lanes = _lanes(mine, label_seconds)
-        num_lanes = max(lanes, default=0) + 1
-        layout.append((c, mine, y + np.array(lanes, int), y, num_lanes))
-        y += num_lanes + 1
-    return layout, y
-
-
-def _draw_bars(ax, video, layout, class_names):
-    """Each class's detections (coloured bars with their scores, gid
-    "detection:c") and ground truth (grey bars, gid "gt:c"), in the rows of
-    `_bar_rows`'s layout."""
-    gt_label = np.asarray(video["gt_label"]).astype(int)
-    ticks, names = [], []
-    for c, mine, rows, first_row, num_lanes in layout:
-        truth_row = first_row + num_lanes
-        ax.barh(rows, [d.end - d.start for d in mine], left=[d.start for d in mine],
-                height=0.7, color=_color(c), alpha=0.8, gid=f"detection:{c}")
-        for d, row in zip(mine, rows):
-            ax.text(d.start, row, f"{d.score:.2f}", va="center", fontproperties=_SCORE_FONT)
-        gt = gt_label == c
-        starts, ends = np.asarray(video["gt_start"])[gt], np.asarray(video["gt_end"])[gt]
-        ax.barh(np.full(len(starts), truth_row), ends - starts, left=starts, height=0.7,
-                color="0.6", gid=f"gt:{c}")
-        ticks += [first_row + (num_lanes - 1) / 2, truth_row]
-        names += [f"{class_names[c]} detected", f"{class_names[c]} truth"]
-    ax.set_yticks(ticks, names, fontsize="small")
-    ax.set_ylim(-0.6, max(ticks, default=0) + 0.6)
-    ax.set_xlabel("time (s)")
-
-
-def draw_video(video, outputs, detections, class_names,
-               class_threshold=LocalizationConfig.class_threshold, dpi=PNG_DPI):
-    """Draws one video's localization.
+def timeline_arguments(video, outputs, detections, class_names):
+    """timeline.draw_timeline's arguments for one video.
 
     Args:
       video: dict of numpy values as infer_split yields it; uses "video_id",
-        "num_segments" (T), "seconds_per_segment", "duration", "labels",
+        "num_segments" (T), "seconds_per_segment" (s), "duration", "labels",
         "gt_start"/"gt_end"/"gt_label" [G].
-      outputs: {stream: localize.StreamOutput}, all at the same n positions.
+      outputs: {stream: localize.StreamOutput}, all at the same n positions
+        (position i is at i T s / n seconds, as localization reads it).
       detections: [localize.Detection] of the video.
       class_names: [C] names.
-      class_threshold: classes with p_c above it are predicted (else the
-        argmax); u is drawn for those.
-      dpi: pixels per inch (the figure is 10 inches wide).
 
     Returns:
-      matplotlib Figure on an Agg canvas: one axes per stream, then the bars.
+      dict of video_id, seconds_per_segment (T s / n), attention {stream:
+      [n]}, tcam {class name: [n]} (u of each class with a detection or
+      ground truth, the mean over the streams), detections, ground_truth
+      (None for a video with neither labels nor instances) and duration.
     """
     t, spp = int(video["num_segments"]), float(video["seconds_per_segment"])
-    seconds = max(float(video["duration"]), t * spp)
-    layout, num_rows = _bar_rows(detections, _bar_classes(video, detections), seconds)
-    fig = Figure(figsize=(FIGURE_WIDTH, 2.2 * len(outputs) + 1.2 + 0.2 * num_rows),
-                 dpi=dpi, layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(len(outputs) + 1, 1, sharex=True, squeeze=False)[:, 0]
-    truth = _truth_classes(video)
-    for ax, (stream, output) in zip(axes, outputs.items()):
-        times = sample_times(len(output.attention), t, spp)
-        _draw_stream(ax, stream, output, times, class_names, class_threshold, truth)
-    _draw_bars(axes[-1], video, layout, class_names)
-    axes[-1].set_xlim(0.0, seconds)
-    labels = ", ".join(class_names[c] for c in np.asarray(video["labels"]).astype(int))
-    fig.suptitle(f"{_video_id(video)} (labels: {labels or 'none'})")
-    return fig
+    n = len(next(iter(outputs.values())).attention)
+    gt_label = np.asarray(video["gt_label"]).astype(int)
+    classes = sorted({d.class_id for d in detections} | set(gt_label.tolist()))
+    u = np.mean([weighted_tcam(o, classes) for o in outputs.values()], axis=0)  # [n, k]
+    truth = [(class_names[c], float(s), float(e)) for c, s, e in zip(
+        gt_label, np.asarray(video["gt_start"]), np.asarray(video["gt_end"]))]
+    known = len(truth) or len(np.asarray(video["labels"]))
+    return dict(video_id=_video_id(video), seconds_per_segment=t * spp / n,
+                attention={s: np.asarray(o.attention) for s, o in outputs.items()},
+                tcam={class_names[c]: u[:, i] for i, c in enumerate(classes)},
+                detections=[(class_names[d.class_id], d.score, d.start, d.end)
+                            for d in detections],
+                ground_truth=truth if known else None,
+                duration=max(float(video["duration"]), t * spp))
 
 
-def plot_video(video, outputs, detections, class_names, path,
-               class_threshold=LocalizationConfig.class_threshold):
-    """Writes `draw_video`'s figure to `path` as a PNG, atomically; returns path."""
-    buffer = io.BytesIO()
-    draw_video(video, outputs, detections, class_names, class_threshold).savefig(
-        buffer, format="png")
-    files.atomic_write_bytes(path, buffer.getvalue())
-    return path
+def draw_video(video, outputs, detections, class_names, min_score=PlotConfig.min_score,
+               dpi=PNG_DPI):
+    """The timeline Figure of one video (`timeline_arguments`' arguments);
+    detections scoring below min_score are left out."""
+    return timeline.draw_timeline(**timeline_arguments(video, outputs, detections, class_names),
+                                  min_score=min_score, dpi=dpi)
 
 
-def video_image(video, outputs, detections, class_names,
-                class_threshold=LocalizationConfig.class_threshold):
+def plot_video(video, outputs, detections, class_names, path, min_score=PlotConfig.min_score):
+    """Writes `draw_video`'s timeline to `path` as a PNG, atomically; returns path."""
+    return timeline.write_timeline(
+        path, **timeline_arguments(video, outputs, detections, class_names),
+        min_score=min_score)
+
+
+def video_image(video, outputs, detections, class_names, min_score=PlotConfig.min_score):
     """`draw_video`'s figure as a uint8 RGBA tensor [1, H, W, 4] for
     tf.summary.image."""
-    fig = draw_video(video, outputs, detections, class_names, class_threshold,
-                     dpi=SUMMARY_DPI)
+    fig = draw_video(video, outputs, detections, class_names, min_score, dpi=SUMMARY_DPI)
     fig.canvas.draw()
     return tf.constant(np.asarray(fig.canvas.buffer_rgba())[None])
 
@@ -250,10 +132,11 @@ def _file_name(video):
     return re.sub(r"[^\w.-]", "_", _video_id(video)) + ".png"
 
 
-def plot_model_dir(model_dir, data_cfg, localization_cfg, eval_cfg):
+def plot_model_dir(model_dir, data_cfg, localization_cfg, eval_cfg, plot_cfg=PlotConfig()):
     """Draws EvalConfig's plot_videos of the test split, or else its first
     num_plots videos, with the models of inference.restore (model_dir, or
-    the module-swap folders) into <model_dir>/plots/<video_id>.png.
+    the module-swap folders) into <model_dir>/plots/<video_id>.png, leaving
+    out detections scoring below plot_cfg.min_score.
 
     Returns:
       The written paths, in split order.
@@ -267,8 +150,7 @@ def plot_model_dir(model_dir, data_cfg, localization_cfg, eval_cfg):
     data_dir, info, modules, _ = inference.restore(model_dir, data_cfg, eval_cfg)
     out_dir = os.path.join(model_dir, "plots")
     return [plot_video(video, outputs, detections, info.class_names,
-                       os.path.join(out_dir, _file_name(video)),
-                       localization_cfg.class_threshold)
+                       os.path.join(out_dir, _file_name(video)), plot_cfg.min_score)
             for video, outputs, detections in _videos(
                 modules, data_dir, info, data_cfg.test_split, data_cfg, localization_cfg,
                 eval_cfg.num_plots, eval_cfg.plot_videos)]
@@ -276,5 +158,9 @@ def plot_model_dir(model_dir, data_cfg, localization_cfg, eval_cfg):
 
 def run(cfg):
     """--mode=visualize: plot_model_dir, printing each written path."""
-    for path in plot_model_dir(cfg.model_dir, cfg.data, cfg.localization, cfg.evaluation):
+    if cfg.plot.frames:
+        print("note: --plot_frames: records hold features, not video frames; the timelines "
+              "are drawn without thumbnails", flush=True)
+    for path in plot_model_dir(cfg.model_dir, cfg.data, cfg.localization, cfg.evaluation,
+                               cfg.plot):
         print(path)
