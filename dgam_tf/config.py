@@ -403,7 +403,7 @@ class ExtractConfig(_Ranged):
 
 
 @dataclasses.dataclass(frozen=True)
-class PlotConfig:
+class PlotConfig(_Ranged):
     """The timeline pictures (visualization/timeline.py).
 
     Attributes:
@@ -414,9 +414,8 @@ class PlotConfig:
     min_score: float = 0.1
     frames: bool = False
 
-    def __post_init__(self):
-        if not -1.0 <= self.min_score <= 1.0:
-            raise UserError(f"--plot_min_score must be in [-1, 1], got {self.min_score}")
+    RANGES = dict(min_score="[-1, 1]")
+    FLAGS = dict(min_score="plot_min_score")
 
 
 @dataclasses.dataclass(frozen=True)
