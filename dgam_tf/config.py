@@ -307,6 +307,20 @@ class ExtractConfig:
     crop_size: int = 224
     flow_bound: float = 20.0
 
+    def __post_init__(self):
+        for name in ("resize_short_side", "crop_size", "clips_per_batch"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name} must be at least 1, got {getattr(self, name)}")
+        if self.segment_frames < 2:
+            raise UserError(f"--segment_frames must be at least 2 (flow needs a frame pair), "
+                            f"got {self.segment_frames}")
+        if self.crop_size > self.resize_short_side:
+            raise UserError(f"--crop_size must be at most --resize_short_side "
+                            f"({self.resize_short_side}), got {self.crop_size}")
+        for name in ("fps", "flow_bound"):
+            if not getattr(self, name) > 0:
+                raise UserError(f"--{name} must be positive, got {getattr(self, name)}")
+
 
 @dataclasses.dataclass(frozen=True)
 class Config:

@@ -406,13 +406,6 @@ def parse(fv=flags.FLAGS):
     if fv.mode in ("synth", "convert"):
         return config_lib.Config(**run, data=data, convert=convert)
     if fv.mode == "extract":
-        for name in ("segment_frames", "resize_short_side", "crop_size", "clips_per_batch"):
-            if getattr(fv, name) < 1:
-                raise UserError(f"--{name} must be at least 1, got {getattr(fv, name)}")
-        if fv.crop_size > fv.resize_short_side:
-            raise UserError("--crop_size exceeds --resize_short_side")
-        if not (fv.fps > 0 and fv.flow_bound > 0):
-            raise UserError("--fps and --flow_bound must be positive")
         train = config_lib.TrainConfig(mixed_precision=fv.mixed_precision)
         return config_lib.Config(**run, data=data, train=train, convert=convert,
                                  extract=config_lib.ExtractConfig(
