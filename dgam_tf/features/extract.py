@@ -194,40 +194,64 @@ class Progress:
             print(("\r" if self._tty else "") + line, end=end, file=self._stream, flush=True)
 
 
-def run(cfg):
-    """--mode=extract: features of --video_dir's videos into --data_dir."""
-    from dgam_tf.features import pipeline
-    ext, streams, data_dir = cfg.extract, cfg.data.streams, cfg.data.data_dir
+# An extraction under way: what to extract, with which weights, where.
+Job = collections.namedtuple("Job", "plan weights work todo")
+
+
+def start(cfg):
+    """Checks a Config's extraction settings and makes its Job: the plan, the
+    weights, the work folder and the planned videos not yet in it."""
+    ext, data_dir = cfg.extract, cfg.data.data_dir
     if not (ext.video_dir and data_dir):
         raise UserError("--mode=extract needs --video_dir and --data_dir")
-    weights = checkpoints(ext, streams)
+    weights = checkpoints(ext, cfg.data.streams)
     if files.exists(data_dir) and not cfg.convert.overwrite:
         raise UserError(f"{files.abspath(data_dir)} already exists; refusing to overwrite it "
                         "(pass --overwrite to replace it)")
     plan = make_plan(ext, cfg.convert.class_names)
-    mixed = cfg.train.mixed_precision
-    work = work_folder(data_dir, settings_of(ext, weights, mixed))
+    work = work_folder(data_dir, settings_of(ext, weights, cfg.train.mixed_precision))
     todo = [v for v in plan.videos if not files.exists(feature_file(work, v.video_id))]
-    print(f"Extracting {', '.join(streams)} features of {len(todo)} videos"
+    print(f"Extracting {', '.join(cfg.data.streams)} features of {len(todo)} videos"
           + (f" ({len(plan.videos) - len(todo)} already done in {work})"
              if len(todo) < len(plan.videos) else ""), flush=True)
-    networks = pipeline.FeatureNetworks(weights, ext, mixed)
-    progress, left_out = Progress(len(todo)), set()
-    for result in pipeline.extract([(v.video_id, v.path) for v in todo], ext, networks):
+    return Job(plan, weights, work, todo)
+
+
+def finish(cfg, job, left_out):
+    """Writes the records of a Job whose videos but `left_out` (ids) are all
+    in its work folder, then removes the work folder."""
+    import tensorflow as tf
+    ext = cfg.extract
+    if len(left_out) == len(job.plan.videos):
+        raise UserError("every video was left out; nothing to write")
+    info = assemble(job.plan, job.work, cfg.data.data_dir, cfg.data.streams,
+                    ext.segment_frames / ext.fps, feature_dtype=cfg.convert.feature_dtype,
+                    overwrite=cfg.convert.overwrite, left_out=left_out)
+    tf.io.gfile.rmtree(job.work)
+    print(f"Wrote {cfg.data.data_dir}: {records.split_summary(info)}"
+          + (f" ({len(left_out)} bad videos left out)" if left_out else ""))
+    return info
+
+
+def bad_video(cfg, message):
+    """A bad video's UserError, or with --skip_bad_videos its line on stderr."""
+    if not cfg.extract.skip_bad_videos:
+        raise UserError(message + " (--skip_bad_videos leaves such videos out)")
+    print(f"left out: {message}", file=sys.stderr)
+
+
+def run(cfg):
+    """--mode=extract: features of --video_dir's videos into --data_dir."""
+    from dgam_tf.features import pipeline
+    job = start(cfg)
+    networks = pipeline.FeatureNetworks(job.weights, cfg.extract, cfg.train.mixed_precision)
+    progress, left_out = Progress(len(job.todo)), set()
+    for result in pipeline.extract([(v.video_id, v.path) for v in job.todo], cfg.extract,
+                                   networks):
         if result.error:
-            if not ext.skip_bad_videos:
-                raise UserError(result.error + " (--skip_bad_videos leaves such videos out)")
-            print(f"\nleft out: {result.error}", file=sys.stderr)
+            bad_video(cfg, result.error)
             left_out.add(result.key)
         else:
-            save_features(work, result)
+            save_features(job.work, result)
         progress.update(result.error is None)
-    if len(left_out) == len(plan.videos):
-        raise UserError("every video was left out; nothing to write")
-    info = assemble(plan, work, data_dir, streams, ext.segment_frames / ext.fps,
-                    feature_dtype=cfg.convert.feature_dtype,
-                    overwrite=cfg.convert.overwrite, left_out=left_out)
-    import tensorflow as tf
-    tf.io.gfile.rmtree(work)
-    print(f"Wrote {data_dir}: {records.split_summary(info)}"
-          + (f" ({len(left_out)} bad videos left out)" if left_out else ""))
+    return finish(cfg, job, left_out)
