@@ -13,7 +13,6 @@ Steps (docs/features.md):
 """
 import collections
 import io
-import json
 import os
 import sys
 import time
@@ -21,7 +20,6 @@ import time
 import numpy as np
 
 from dgam_tf import files
-from dgam_tf.config import STREAMS
 from dgam_tf.data import records, writer
 from dgam_tf.data.converters import common
 from dgam_tf.errors import UserError
