@@ -193,6 +193,9 @@ def test_a_corrupt_video_is_one_error_line_from_the_command_line(videos, tmp_pat
     folder = tmp_path / "videos"
     folder.mkdir()
     (folder / "broken.avi").write_bytes(b"RIFF" + b"\x00" * 300)
+    # A good video after it: its decoding is under way when the error stops
+    # the run, and must not outlive it (a native thread at exit aborts).
+    write_video(folder / "later.avi", 200, 2, 0)
     result = subprocess.run(
         [sys.executable, "-m", "dgam_tf.main", "--mode=extract", f"--video_dir={folder}",
          f"--data_dir={tmp_path / 'data'}", f"--i3d_rgb_checkpoint={videos[2]['rgb']}",

@@ -174,7 +174,8 @@ class Progress:
 
     def __init__(self, total, stream=sys.stderr):
         self.total, self.done, self.left_out = total, 0, 0
-        self._stream, self._start, self._printed = stream, time.monotonic(), 0.0
+        self._stream, self._start = stream, time.monotonic()
+        self._printed = self._start
         self._tty = stream.isatty()
 
     def update(self, ok):
@@ -227,7 +228,8 @@ def finish(cfg, job, left_out):
                     overwrite=cfg.convert.overwrite, left_out=left_out)
     tf.io.gfile.rmtree(job.work)
     print(f"Wrote {cfg.data.data_dir}: {records.split_summary(info)}"
-          + (f" ({len(left_out)} bad videos left out)" if left_out else ""))
+          + (f" ({len(left_out)} bad video{'s' * (len(left_out) != 1)} left out)"
+             if left_out else ""))
     return info
 
 

@@ -97,11 +97,13 @@ def decode_clips(key, path, cfg):
 
 class ClipInputs:
     """Turns a Clip into the networks' inputs {stream: [L, S, S, C] float32};
-    one TV-L1 solver per thread."""
+    one TV-L1 solver per thread. Once `stop` (a threading.Event) is set, the
+    flow in progress ends at its next frame pair and gives None."""
 
-    def __init__(self, cfg, streams):
+    def __init__(self, cfg, streams, stop=None):
         self._cfg = cfg
         self._streams = streams
+        self._stop = stop
         self._local = threading.local()
 
     def __call__(self, clip):
@@ -113,7 +115,9 @@ class ClipInputs:
                 self._local.solver = recipe.tvl1()
             grays = [recipe.grayscale(f) for f in clip.frames]
             following = None if clip.following is None else recipe.grayscale(clip.following)
-            flows = recipe.clip_flows(self._local.solver, grays, following)
+            flows = recipe.clip_flows(self._local.solver, grays, following, self._stop)
+            if flows is None:
+                return None
             inputs["flow"] = recipe.flow_input(flows, cfg.crop_size, cfg.flow_bound)
         return inputs
 
@@ -131,7 +135,7 @@ def extract(videos, cfg, networks, workers=None):
     stop = threading.Event()
     decoded = queue.Queue(maxsize=2 * cfg.clips_per_batch)
     prepared = queue.Queue(maxsize=2 * cfg.clips_per_batch + workers)
-    inputs = ClipInputs(cfg, networks.streams)
+    inputs = ClipInputs(cfg, networks.streams, stop)
     pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="clip")
 
     def put(q, item):
@@ -167,8 +171,13 @@ def extract(videos, cfg, networks, workers=None):
     try:
         yield from _run_networks(prepared, networks, cfg.clips_per_batch)
     finally:
+        # Native threads still decoding or in TV-L1 when the interpreter exits
+        # abort it, so every stage is stopped and joined here (within a frame
+        # pair's flow).
         stop.set()
-        pool.shutdown(wait=False, cancel_futures=True)
+        for t in threads:
+            t.join()
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _run_networks(prepared, networks, batch_size):

@@ -66,12 +66,16 @@ def flow_input(flows, crop_size, bound):
     return np.moveaxis(np.clip(crop, -bound, bound) / bound, 2, 0).astype(np.float32)
 
 
-def clip_flows(solver, grays, following):
+def clip_flows(solver, grays, following, stop=None):
     """The L flows of a clip: [L, H, W, 2] from its L >= 2 grayscale frames and
     the first frame of the next clip (None at the video's end: the last flow
-    is repeated)."""
+    is repeated). Returns None as soon as `stop` (a threading.Event) is set."""
     frames = list(grays) + ([following] if following is not None else [])
-    flows = [flow(solver, a, b) for a, b in zip(frames[:-1], frames[1:])]
+    flows = []
+    for a, b in zip(frames[:-1], frames[1:]):
+        if stop is not None and stop.is_set():
+            return None
+        flows.append(flow(solver, a, b))
     if following is None:
         flows.append(flows[-1])
     return np.stack(flows)
