@@ -129,8 +129,9 @@ def test_a_segments_feature_is_i3d_of_its_16_frames(videos, extracted):
 
 def test_a_smoke_train_and_eval_run_on_the_extracted_records(extracted, tmp_path):
     from dgam_tf.evaluation import evaluate
+    # The w/o-GAM baseline: one training stage, half the tracing time.
     cfg = tiny_config(extracted, tmp_path / "model", epochs=1, num_segments=4, batch_size=2,
-                      test_min_segments=2, eval_every=0)
+                      test_min_segments=2, eval_every=0, gam=False)
     train(cfg)
     evaluate.run(cfg)   # --mode=eval
     metrics = json.load(open(tmp_path / "model" / "metrics.json"))
