@@ -39,5 +39,9 @@ setuptools.setup(
         # flow (contrib's optflow). Never beside opencv-python[-headless]:
         # both install the module cv2.
         "video": ["opencv-contrib-python-headless>=4.11"],
+        # The extraction on a Beam runner (python -m dgam_tf.features.beam).
+        # It installs beside tensorflow 2.21 in one environment (pip picks
+        # protobuf 6.x, which TF accepts); docs/features.md has the check.
+        "beam": ["apache-beam>=2.60"],
     },
 )

@@ -392,14 +392,17 @@ class ExtractConfig(_Ranged):
     crop_size: int = 224
     flow_bound: float = 20.0
 
-    RANGES = {name: "[1, inf)" for name in (
-        "clips_per_batch", "segment_frames", "resize_short_side", "crop_size")}
+    RANGES = {name: "[1, inf)" for name in ("clips_per_batch", "resize_short_side", "crop_size")}
     RANGES.update(fps="(0, inf)", flow_bound="(0, inf)")
 
     def __post_init__(self):
         super().__post_init__()
+        if self.segment_frames < 2:
+            raise UserError(f"--segment_frames must be at least 2 (flow needs a frame pair), "
+                            f"got {self.segment_frames}")
         if self.crop_size > self.resize_short_side:
-            raise UserError("--crop_size exceeds --resize_short_side")
+            raise UserError(f"--crop_size exceeds --resize_short_side "
+                            f"({self.resize_short_side}), got {self.crop_size}")
 
 
 @dataclasses.dataclass(frozen=True)

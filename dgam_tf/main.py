@@ -33,7 +33,9 @@ NO_TENSORFLOW = ("eval_detections",)       # numpy only
 RESTORING = ("eval", "visualize", "export")  # rebuild the model from model.json
 # What an interrupted mode leaves (every file is written whole, or not at all).
 INTERRUPTED = {"train": "interrupted; the last checkpoint is kept",
-               "visualize": "interrupted; the plots already written are kept"}
+               "visualize": "interrupted; the plots already written are kept",
+               "extract": "interrupted; finished videos are kept in <data_dir>.work, "
+                          "the same command continues"}
 
 
 def parse_flags(argv):

@@ -131,9 +131,9 @@ class I3D(keras.Model):
       num_classes: number of logits (400 for Kinetics-400, 600 for -600).
       name: model name; defaults to "i3d_<stream>".
 
-    Input: [batch, time, height, width, channels] float32 in [-1, 1]; the
-    logits and features need at least 9 frames of 193x193 (Mixed_5c at least
-    [2, 7, 7]); DeepMind's clips are 224x224.
+    Input: [batch, time, height, width, channels] float32 in [-1, 1];
+    DeepMind's clips are 224x224 (Mixed_5c then [T / 8, 7, 7]). Smaller
+    clips (e.g. in tests) are average-pooled over their whole Mixed_5c.
     """
 
     def __init__(self, stream, num_classes=400, name=None, **kwargs):
@@ -199,9 +199,13 @@ class I3D(keras.Model):
 
     def _pooled(self, x):
         """Mixed_5c average-pooled over [2, 7, 7] VALID, stride 1, in float32:
-        [B, T', H', W', 1024] with T' = ceil(T / 8) - 1, H' = ceil(H / 32) - 6."""
+        [B, T', H', W', 1024] with T' = ceil(T / 8) - 1, H' = ceil(H / 32) - 6.
+        On a Mixed_5c smaller than the window (clips under 9 frames or 193
+        pixels) the window shrinks to the map's size: a global average, where
+        DeepMind's graph would give an empty tensor."""
         mixed_5c = self.end_points(x)["Mixed_5c"]
-        return ops.average_pool(ops.cast(mixed_5c, "float32"), POOL_WINDOW, 1, "valid")
+        window = tuple(min(w, n) for w, n in zip(POOL_WINDOW, mixed_5c.shape[1:4]))
+        return ops.average_pool(ops.cast(mixed_5c, "float32"), window, 1, "valid")
 
     def call(self, x, training=False):
         """Kinetics logits [B, num_classes] float32 of x [B, T, H, W, C],
