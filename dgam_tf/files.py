@@ -54,25 +54,62 @@ def _os_errors():
 
 
 def exists(path):
+    """Whether `path` exists; UserError if its filesystem cannot tell (an
+    unknown scheme, an unreachable bucket)."""
     if not is_remote(path):
         return os.path.exists(path)
-    with _os_errors():
-        return _gfile().exists(path)
+    try:
+        with _os_errors():
+            return _gfile().exists(path)
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {(e.strerror or '').splitlines()[0]}") from None
 
 
 def require_dir(path, missing="missing folder"):
     """UserError "{missing}: {path}" unless `path` is a folder, or one line on
     why it cannot be read (e.g. a scheme TensorFlow does not know)."""
-    try:
-        if not is_remote(path):
-            found = os.path.isdir(path)
-        else:
-            with _os_errors():   # exists() raises on an unknown scheme, isdir() not
-                found = _gfile().exists(path) and _gfile().isdir(path)
-    except OSError as e:
-        raise UserError(f"cannot read {path}: {(e.strerror or '').splitlines()[0]}") from None
+    found = exists(path) and (os.path.isdir(path) if not is_remote(path) else
+                              _gfile().isdir(path))
     if not found:
         raise UserError(f"{missing}: {path}")
+
+
+# Schemes that tensorflow-io's filesystem plugins provide (TensorFlow itself
+# has file://, gs:// and ram://).
+TENSORFLOW_IO_SCHEMES = ("s3", "hdfs", "viewfs", "har", "az")
+
+
+def check_scheme(path, flag):
+    """UserError naming `--flag` unless TensorFlow has a filesystem for
+    `path`'s scheme. For a scheme of TENSORFLOW_IO_SCHEMES, tensorflow-io
+    is imported first if it is installed (importing it registers them)."""
+    if not is_remote(path):
+        return
+    import tensorflow as tf
+    scheme = str(path).split("://", 1)[0]
+    if scheme in tf.io.gfile.get_registered_schemes():
+        return
+    fix = "no package known to dgam-tf provides it"
+    if scheme in TENSORFLOW_IO_SCHEMES:
+        fix = _import_tensorflow_io(scheme)
+        if scheme in tf.io.gfile.get_registered_schemes():
+            return
+    known = ", ".join(f"{s}://" for s in sorted(tf.io.gfile.get_registered_schemes()) if s)
+    raise UserError(f"--{flag}={path}: TensorFlow {tf.__version__} has no {scheme}:// "
+                    f"filesystem (only {known} and local paths); {fix} (docs/cloud.md)")
+
+
+def _import_tensorflow_io(scheme):
+    """Imports tensorflow-io; returns what to install for `scheme`:// if it
+    is still missing."""
+    need = f"{scheme}:// needs tensorflow-io in a release built for this TensorFlow"
+    try:
+        import tensorflow_io  # noqa: F401 (registers its filesystems)
+    except ImportError:
+        return f"{need}: pip install tensorflow-io"
+    except Exception as e:  # a build for another TensorFlow fails to load its library
+        return f"{need}; the installed one does not load: {str(e).splitlines()[0]}"
+    return f"{need}; the installed one registered no {scheme}:// filesystem"
 
 
 def remove(path):

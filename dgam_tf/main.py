@@ -12,6 +12,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from dgam_tf import files
 from dgam_tf import flags as dgam_flags
 from dgam_tf.errors import UserError
 
@@ -79,14 +80,24 @@ def warn_ignored_model_flags(fv, cfg):
               f"{name}={str(trained).lower()}", file=sys.stderr)
 
 
+def flag_urls(fv):
+    """[(flag name, URL)] of the flags holding a path with a scheme."""
+    return [(flag.name, value) for flag in fv.get_flags_for_module(dgam_flags.__name__)
+            for value in (flag.value if isinstance(flag.value, list) else [flag.value])
+            if isinstance(value, str) and files.is_remote(value)]
+
+
 def run(fv):
     """Runs --mode with the given flag values (parsed here, once)."""
     cfg = dgam_flags.parse(fv)
-    if cfg.mode not in NO_TENSORFLOW:
+    urls = flag_urls(fv)
+    if cfg.mode not in NO_TENSORFLOW or urls:   # eval_detections: TF only for URLs
         import_tensorflow(cfg.tf_logs)
-        if cfg.train.debug_numerics:
-            import tensorflow as tf
-            tf.debugging.enable_check_numerics()
+    for name, url in urls:   # a scheme TF has no filesystem for: one line, before any work
+        files.check_scheme(url, name)
+    if cfg.mode not in NO_TENSORFLOW and cfg.train.debug_numerics:
+        import tensorflow as tf
+        tf.debugging.enable_check_numerics()
     if cfg.mode in RESTORING:
         warn_ignored_model_flags(fv, cfg)
     importlib.import_module(RUNNERS[cfg.mode]).run(cfg)

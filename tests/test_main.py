@@ -28,6 +28,13 @@ from dgam_tf.data import records
 from dgam_tf.models import model_dir as model_dir_lib
 
 TINY_SAMPLING = ["--test_min_segments=4", "--test_max_segments=40"]
+# (mode, flag, URL) whose scheme TensorFlow 2.21 has no filesystem for.
+UNKNOWN_SCHEMES = (
+    ("train", "data_dir", "hdfs://nn/data"), ("eval", "model_dir", "s3://bucket/runs/x"),
+    ("visualize", "model_dir", "s3://bucket/runs/x"),
+    ("export", "export_dir", "s3://bucket/serving"), ("synth", "data_dir", "s3://b/d"),
+    ("convert", "source_dir", "hdfs://nn/release"),
+    ("eval_detections", "gt_json", "s3://bucket/gt.json"))
 CliResult = collections.namedtuple("CliResult", "returncode stdout stderr imported_tensorflow")
 
 _FORKING_RUNNER = r'''
@@ -193,6 +200,9 @@ def cli(tiny_data_dir, tiny_model_dir, tmp_path_factory):
         "skip_bad_records": train_tiny + [f"--data_dir={flipped_data}", "--skip_bad_records",
                                           f"--model_dir={tmp / 'flip2'}"],
     }
+    # A scheme TensorFlow has no filesystem for, in every mode, in any path flag.
+    cases.update({f"scheme_{mode}": [f"--mode={mode}", f"--{flag}={url}"]
+                  for mode, flag, url in UNKNOWN_SCHEMES})
     # Two TensorFlow runners (the trainings split between them) and the
     # numpy-only one.
     names = list(cases)
@@ -302,6 +312,18 @@ def test_user_error_is_one_line_without_traceback(cli, case, culprit):
     lines = error_lines(result)
     assert len(lines) == 1, result.stderr
     assert culprit.format(tmp=tmp) in lines[0]
+
+
+@pytest.mark.parametrize("mode, flag, url", UNKNOWN_SCHEMES)
+def test_a_filesystem_tensorflow_lacks_is_one_line_in_every_mode(cli, mode, flag, url):
+    import tensorflow as tf
+    result = cli[1][f"scheme_{mode}"]
+    scheme = url.split(":")[0]
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [
+        f"error: --{flag}={url}: TensorFlow {tf.__version__} has no {scheme}:// filesystem "
+        f"(only file://, gs://, ram:// and local paths); {scheme}:// needs tensorflow-io in a "
+        "release built for this TensorFlow: pip install tensorflow-io (docs/cloud.md)"]
 
 
 def test_debug_numerics_names_the_op_and_our_source_line(cli):

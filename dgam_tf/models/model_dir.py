@@ -106,17 +106,27 @@ def checkpoint_path(model_dir, checkpoint):
         return path
     if tf.io.gfile.exists(checkpoint + ".index"):
         return checkpoint
-    if tf.io.gfile.isdir(checkpoint):          # a folder: its latest checkpoint
-        for folder in (checkpoint, os.path.join(checkpoint, "checkpoints")):
-            path = tf.train.latest_checkpoint(folder)
+    if tf.io.gfile.isdir(checkpoint):   # a folder (a model dir, its checkpoints/): its latest
+        searched = (checkpoint, os.path.join(checkpoint, "checkpoints"))
+        for folder in searched:
+            names = checkpoint_names(folder)
+            path = tf.train.latest_checkpoint(folder) or (
+                os.path.join(folder, names[-1]) if names else None)
             if path:
                 return path
+        raise UserError(f"--checkpoint={checkpoint}: no checkpoint in {searched[0]} nor "
+                        f"in {searched[1]}")
     folder = os.path.dirname(checkpoint) or checkpoints
-    found = sorted((os.path.basename(p)[:-len(".index")] for p in tf.io.gfile.glob(
-        os.path.join(folder, "*.index"))), key=lambda name: (len(name), name))  # ckpt-9, -10
-    raise UserError(f"--checkpoint={checkpoint} is not latest, best or a checkpoint path; "
-                    + (f"{folder} has {', '.join(found)}" if found else
-                       f"{folder} holds no checkpoint"))
+    found = checkpoint_names(folder)
+    raise UserError(f"--checkpoint={checkpoint} is not latest, best, a checkpoint path or a "
+                    "folder of checkpoints; " + (f"{folder} has {', '.join(found)}" if found
+                                                 else f"no checkpoint in {folder}"))
+
+
+def checkpoint_names(folder):
+    """The checkpoints in `folder` by name, oldest first (ckpt-9 before ckpt-10)."""
+    return sorted((os.path.basename(p)[:-len(".index")] for p in tf.io.gfile.glob(
+        os.path.join(folder, "*.index"))), key=lambda name: (len(name), name))
 
 
 def load_modules(model_dir, checkpoint="latest", streams=None, attention_dir=None,
