@@ -33,8 +33,15 @@ RUNNERS = {
 NO_TENSORFLOW = ("eval_detections",)       # numpy only
 RESTORING = ("eval", "visualize", "export")  # rebuild the model from model.json
 # What an interrupted mode leaves (every file is written whole, or not at all).
-INTERRUPTED = {"train": "interrupted; the last checkpoint is kept",
-               "visualize": "interrupted; the plots already written are kept"}
+INTERRUPTED = {
+    "train": "interrupted; the last checkpoint is kept, and the same command resumes from it",
+    "eval": "interrupted; no metrics or detections were written (earlier ones are kept)",
+    "eval_detections": "interrupted; no metrics were written",
+    "visualize": "interrupted; the plots already written are kept",
+    "export": "interrupted; no SavedModel version was written",
+    "convert": "interrupted; no dataset was written (--data_dir appears only when complete)",
+    "synth": "interrupted; no dataset was written (--data_dir appears only when complete)",
+}
 
 
 def parse_flags(argv):

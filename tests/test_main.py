@@ -136,6 +136,7 @@ def cli(tiny_data_dir, tiny_model_dir, tmp_path_factory):
         ("v2", "test", "A", 5, 15), ("v3", "training", "A", 0, 5)]))
     untrained = tmp / "untrained"  # settings, but no checkpoint
     untrained.mkdir()
+    (tmp / "a_folder").mkdir()
     shutil.copy(os.path.join(tiny_model_dir, model_dir_lib.SETTINGS_FILE), untrained)
     eval_dir = shutil.copytree(tiny_model_dir, tmp / "eval_model")
     model_dir = shutil.copytree(tiny_model_dir, tmp / "model")
@@ -174,6 +175,17 @@ def cli(tiny_data_dir, tiny_model_dir, tmp_path_factory):
             f"--output_metrics_json={tmp / 'anet.json'}", f"--predictions_json={predictions_json}"],
         "missing_predictions": ["--mode=eval_detections", f"--gt_json={gt_json}",
                                 f"--predictions_json={tmp / 'no_such.json'}"],
+        # v2 has no predictions, v9 is not in the test subset (v3 is training).
+        "partial_predictions": [
+            "--mode=eval_detections", f"--gt_json={gt_json}", "--tiou_thresholds=0.5",
+            f"--output_metrics_json={tmp / 'partial.json'}",
+            "--predictions_json=" + write_json(tmp / "partial_predictions.json", results(
+                [("v1", "A", 0.9, 0, 10), ("v9", "A", 0.5, 0, 1), ("v9", "B", 0.4, 0, 1)]))],
+        "subset_without_gt": ["--mode=eval_detections", f"--gt_json={gt_json}",
+                              "--subset=validation", f"--predictions_json={predictions_json}"],
+        "metrics_is_a_folder": ["--mode=eval_detections", f"--gt_json={gt_json}",
+                                f"--predictions_json={predictions_json}",
+                                f"--output_metrics_json={tmp}"],
         "unknown_label": ["--mode=eval_detections", f"--gt_json={gt_json}",
                           "--predictions_json=" + write_json(tmp / "unknown.json", results(
                               [("v1", "A", 0.9, 0, 10), ("v2", "Zebra", 0.5, 0, 1)]))],
@@ -182,6 +194,8 @@ def cli(tiny_data_dir, tiny_model_dir, tmp_path_factory):
         "eval": ["--mode=eval", f"--model_dir={eval_dir}", "--latent_dim=5", *data_args],
         "visualize": ["--mode=visualize", "--num_plots=2", f"--model_dir={model_dir}",
                       *data_args],
+        "eval_metrics_is_a_folder": ["--mode=eval", f"--model_dir={model_dir}", *data_args,
+                                     f"--output_metrics_json={tmp / 'a_folder'}"],
         "missing_data_dir": ["--mode=eval", f"--model_dir={model_dir}",
                              f"--data_dir={tmp / 'no_such_data'}"],
         "no_checkpoint": ["--mode=eval", f"--model_dir={untrained}",
@@ -258,6 +272,28 @@ def test_eval_detections_gives_the_hand_computed_map(cli):
     assert not runs["eval_detections_anet"].imported_tensorflow
 
 
+def test_eval_detections_warns_about_videos_it_cannot_score_and_says_what_it_wrote(cli):
+    tmp, runs = cli
+    result = runs["partial_predictions"]
+    assert result.returncode == 0, result.stderr
+    where = f"subset 'test' of {tmp}/gt.json"
+    assert result.stderr.splitlines() == [
+        f"warning: the predictions cover 1 of the 2 videos of {where}; the instances of the "
+        "other 1 (e.g. 'v2') count as missed",
+        f"warning: 2 predictions name 1 videos that {where} does not have (e.g. 'v9'); they "
+        "count as false positives"]
+    assert result.stdout.splitlines()[-1] == f"Wrote {tmp}/partial.json"
+    # A: v1 found (the higher-scored), v2 missed: AP 1/2; B (v1) missed: 0.
+    assert json.loads((tmp / "partial.json").read_text())["mAP"] == pytest.approx([1 / 4])
+
+
+def test_an_evaluation_whose_metrics_cannot_be_written_writes_nothing(cli):
+    tmp, runs = cli
+    assert runs["eval_metrics_is_a_folder"].stdout == ""   # refused before the evaluation
+    assert os.listdir(tmp / "a_folder") == []
+    assert not [f for f in os.listdir(tmp) if "a_folder_" in f or f.startswith(".a_folder")]
+
+
 def test_help_lists_the_flags_by_group_without_importing_tensorflow(cli):
     _, runs = cli
     help_text = runs["help"].stdout
@@ -303,6 +339,10 @@ def test_visualize_writes_pngs(cli, tiny_data_dir):
     ("flipped_byte", "corrupt record in {tmp}/flipped_data/train-00000-of-00002.tfrecord: "),
     ("diverging_debug", "non-finite value in stream "),
     ("unknown_label", "label 'Zebra' is not a class of the ground truth"),
+    ("subset_without_gt", "{tmp}/gt.json has no annotated video in subset 'validation'; its "
+                          "subsets are ['test', 'training']"),
+    ("metrics_is_a_folder", "cannot write {tmp}: it is a folder"),
+    ("eval_metrics_is_a_folder", "cannot write {tmp}/a_folder: it is a folder"),
 ])
 def test_user_error_is_one_line_without_traceback(cli, case, culprit):
     tmp, runs = cli
@@ -352,3 +392,25 @@ def test_model_flags_the_user_set_that_the_model_does_not_have_are_warned_about(
     assert capsys.readouterr().err.splitlines() == [
         f"warning: --latent_dim=5 is ignored: the model in {tiny_model_dir} has latent_dim=4",
         f"warning: --gam=false is ignored: the model in {tiny_model_dir} has gam=true"]
+
+
+@pytest.mark.parametrize("mode, leaves", [
+    ("train", "the last checkpoint is kept, and the same command resumes from it"),
+    ("eval", "no metrics or detections were written (earlier ones are kept)"),
+    ("eval_detections", "no metrics were written"),
+    ("visualize", "the plots already written are kept"),
+    ("export", "no SavedModel version was written"),
+    ("convert", "no dataset was written (--data_dir appears only when complete)"),
+    ("synth", "no dataset was written (--data_dir appears only when complete)")])
+def test_ctrl_c_says_what_the_mode_leaves(mode, leaves, monkeypatch, capsys):
+    def interrupted(fv):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(main, "run", interrupted)
+    main.FLAGS(["dgam_tf", f"--mode={mode}"])
+    try:
+        with pytest.raises(SystemExit) as exit_status:
+            main.main(["dgam_tf"])
+    finally:
+        main.FLAGS.unparse_flags()
+    assert exit_status.value.code == 130
+    assert capsys.readouterr().err == f"interrupted; {leaves}\n"
