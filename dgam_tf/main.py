@@ -5,7 +5,7 @@ usage: python -m dgam_tf.main --mode=MODE [--flagfile=flags/X.cfg] [flags]
 Flags apply in this order: defaults, then --flagfile, then the flags after it.
 """
 import importlib
-import os
+import re
 import sys
 
 from absl import app
@@ -15,6 +15,7 @@ from absl import logging
 from dgam_tf import files
 from dgam_tf import flags as dgam_flags
 from dgam_tf.errors import UserError
+from dgam_tf.tf_setup import import_tensorflow
 
 dgam_flags.define_flags()
 FLAGS = flags.FLAGS
@@ -52,27 +53,9 @@ def parse_flags(argv):
     try:
         return FLAGS(argv)
     except flags.Error as e:
-        print(f"error: {e} (see --help)", file=sys.stderr)
+        message = re.sub(r"^ERROR:+\s*", "", str(e))   # absl's flagfile errors carry a prefix
+        print(f"error: {message} (see --help)", file=sys.stderr)
         sys.exit(1)
-
-
-def import_tensorflow(show_logs=False):
-    """Imports TF and TFP and finds the devices with TF's C++ start-up lines
-    (printed before logging is configured, so TF_CPP_MIN_LOG_LEVEL cannot
-    hide them) sent to /dev/null, and TF's C++ log lines hidden, unless
-    `show_logs`. TF's errors still reach Python as exceptions."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if show_logs else "3")
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    if not show_logs:
-        os.dup2(devnull, 2)
-    try:
-        import tensorflow as tf
-        import tensorflow_probability  # noqa: F401
-        tf.config.list_physical_devices()   # cuInit and friends log here
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def warn_ignored_model_flags(fv, cfg):

@@ -166,6 +166,7 @@ def cli(tiny_data_dir, tiny_model_dir, tmp_path_factory):
         "help": ["--help"],
         "helpshort": ["--mode=eval", "--helpshort"],
         "flag_typo": ["--mode=eval", "--epoch=3"],
+        "flagfile_typo": [f"--flagfile={tmp / 'thumos.cfg'}"],
         "eval_detections": [
             "--mode=eval_detections", f"--gt_json={gt_json}", "--tiou_thresholds=0.5,0.75",
             f"--output_metrics_json={tmp / 'out' / 'metrics.json'}",
@@ -336,9 +337,12 @@ def test_visualize_writes_pngs(cli, tiny_data_dir):
     ("diverging", "non-finite loss or gradient in stream "),
     ("cut_shard", "split 'train' of {tmp}/cut_data holds fewer videos than the 8 its "
                   "dataset.json declares"),
-    ("flipped_byte", "corrupt record in {tmp}/flipped_data/train-00000-of-00002.tfrecord: "),
+    ("flipped_byte", "corrupt record in {tmp}/flipped_data/train-00000-of-00002.tfrecord, "
+                     "record 3: its bytes are damaged (the checksum of the record at byte "),
     ("diverging_debug", "non-finite value in stream "),
     ("unknown_label", "label 'Zebra' is not a class of the ground truth"),
+    ("flagfile_typo", "error: Unable to open flagfile: [Errno 2] No such file or directory: "
+                      "'{tmp}/thumos.cfg' (see --help)"),
     ("subset_without_gt", "{tmp}/gt.json has no annotated video in subset 'validation'; its "
                           "subsets are ['test', 'training']"),
     ("metrics_is_a_folder", "cannot write {tmp}: it is a folder"),
@@ -378,8 +382,10 @@ def test_skip_bad_records_trains_on_the_good_videos_and_says_so(cli):
     result = runs["skip_bad_records"]
     assert result.returncode == 0, result.stderr
     assert ("--skip_bad_records: split 'train' keeps 7 of the 8 videos dataset.json declares; "
-            f"1 bad part(s), first: {tmp}/flipped_data/train-00000-of-00002.tfrecord from "
-            "record 3 on: ") in result.stdout
+            f"1 bad part(s), first: {tmp}/flipped_data/train-00000-of-00002.tfrecord, "
+            "record 3: its bytes are damaged (the checksum of the record at byte ") in result.stdout
+    assert "(the rest of the file is skipped)" in result.stdout
+    assert "retracing" not in result.stderr
 
 
 def test_model_flags_the_user_set_that_the_model_does_not_have_are_warned_about(
