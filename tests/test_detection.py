@@ -1,4 +1,4 @@
-"""Tests of the ActivityNet detection protocol (algorithm.md §6): hand-worked
+"""Tests of the ActivityNet detection protocol (docs/method.md §6): hand-worked
 cases, and a comparison with a plain per-prediction loop written here after
 the reference `eval_detection.py`."""
 import json

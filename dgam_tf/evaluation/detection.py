@@ -1,4 +1,4 @@
-"""Detection mAP under the ActivityNet protocol (algorithm.md §6), in numpy.
+"""Detection mAP under the ActivityNet protocol (docs/method.md §6), in numpy.
 
 Reproduces `Evaluation/eval_detection.py` of activitynet/ActivityNet (to
 rounding) without its per-prediction pandas loop:

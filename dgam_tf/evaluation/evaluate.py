@@ -1,5 +1,5 @@
 """Evaluation of trained models on a split: inference, localization, the
-detection mAP and the paper's frame-set statistics (algorithm.md §5-§7)."""
+detection mAP and the paper's frame-set statistics (docs/method.md §5-§7)."""
 import dataclasses
 import os
 

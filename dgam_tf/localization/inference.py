@@ -1,5 +1,5 @@
 """Trained models over a split: restore them for a dataset, run them video by
-video and localize (algorithm.md §5). Evaluation, plots and training's
+video and localize (docs/method.md §5). Evaluation, plots and training's
 periodic validation all read the split through `infer_split`."""
 import functools
 import os

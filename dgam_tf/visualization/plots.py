@@ -1,4 +1,4 @@
-"""Plots of one video's localization (algorithm.md §5) on one time axis in
+"""Plots of one video's localization (docs/method.md §5) on one time axis in
 seconds: attention and the weighted T-CAM u of the predicted and the
 ground-truth classes per stream (dashed: a ground-truth class the stream
 does not predict), then the detections (with scores) and the ground truth
