@@ -266,7 +266,7 @@ def parse_video(serialized, streams, feature_dim, feature_dtype="float16", selec
 
 def read_videos_from_file(path, info):
     """Yields the Videos of one shard; a bad record raises UserError naming it."""
-    for index, ex, problem, _ in shard_records(path, info):
+    for _, ex, problem, _ in shard_records(path, info):
         if problem:
             raise UserError(f"corrupt record in {path}, {problem}")
         yield Video(

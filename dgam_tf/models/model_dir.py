@@ -93,7 +93,7 @@ def checkpoint_path(model_dir, checkpoint):
     """The path of --checkpoint (latest, best or a path) for model_dir."""
     checkpoints = os.path.join(model_dir, "checkpoints")
     if checkpoint == "latest":
-        path = tf.train.latest_checkpoint(checkpoints)
+        path = latest_in(checkpoints)
         if not path:
             raise UserError(f"no latest checkpoint in {model_dir}; train first "
                             "(--mode=train) or pass another --checkpoint")
@@ -109,9 +109,7 @@ def checkpoint_path(model_dir, checkpoint):
     if tf.io.gfile.isdir(checkpoint):   # a folder (a model dir, its checkpoints/): its latest
         searched = (checkpoint, os.path.join(checkpoint, "checkpoints"))
         for folder in searched:
-            names = checkpoint_names(folder)
-            path = tf.train.latest_checkpoint(folder) or (
-                os.path.join(folder, names[-1]) if names else None)
+            path = latest_in(folder)
             if path:
                 return path
         raise UserError(f"--checkpoint={checkpoint}: no checkpoint in {searched[0]} nor "
@@ -121,6 +119,14 @@ def checkpoint_path(model_dir, checkpoint):
     raise UserError(f"--checkpoint={checkpoint} is not latest, best, a checkpoint path or a "
                     "folder of checkpoints; " + (f"{folder} has {', '.join(found)}" if found
                                                  else f"no checkpoint in {folder}"))
+
+
+def latest_in(folder):
+    """The latest checkpoint of `folder` by TF's state file, else the
+    highest-numbered one there (a folder copied without that file), or None."""
+    names = checkpoint_names(folder)
+    return tf.train.latest_checkpoint(folder) or (
+        os.path.join(folder, names[-1]) if names else None)
 
 
 def checkpoint_names(folder):
