@@ -1,9 +1,9 @@
 """Writes a synthetic dataset in the authors' release layout, for side-by-side runs.
 
 The release reads THUMOS14 as numbered .npy files; this script writes the
-realistic (or basic) synthetic preset that way, so that the release (see
-../shared/reference/run_original.py, kept outside this repository) and
-dgam-tf train and test on identical features:
+realistic (or basic) synthetic preset that way, so that the authors' release
+(run as docs/method.md §9 describes) and dgam-tf train and test on identical
+features:
 
   python benchmarks/release_layout.py --out=/tmp/side --preset=realistic
   python -m dgam_tf.main --mode=convert --source_format=dgam \\
@@ -57,7 +57,7 @@ def write(out, preset, seed):
             f.write("\n".join(video_ids) + "\n")
     with open(os.path.join(root, "test_data", "gt.json"), "w") as f:
         json.dump({"version": f"synthetic {preset} (seed {seed})", "database": database}, f)
-    with open(os.path.join(root, "meta.json"), "w") as f:   # what run_original.py logs
+    with open(os.path.join(root, "meta.json"), "w") as f:   # for the record of a run
         json.dump({"generator": f"dgam-tf synthetic {preset}", "seed": seed}, f)
     return root
 

@@ -186,7 +186,7 @@ class ModelConfig(_Ranged):
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig(_Ranged):
-    """The two-stage training (algorithm.md §4) and how it runs.
+    """The two-stage training (docs/method.md §4) and how it runs.
 
     Attributes:
       epochs: each a CVAE stage and an attention stage.

@@ -54,25 +54,62 @@ def _os_errors():
 
 
 def exists(path):
+    """Whether `path` exists; UserError if its filesystem cannot tell (an
+    unknown scheme, an unreachable bucket)."""
     if not is_remote(path):
         return os.path.exists(path)
-    with _os_errors():
-        return _gfile().exists(path)
+    try:
+        with _os_errors():
+            return _gfile().exists(path)
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {(e.strerror or '').splitlines()[0]}") from None
 
 
 def require_dir(path, missing="missing folder"):
     """UserError "{missing}: {path}" unless `path` is a folder, or one line on
     why it cannot be read (e.g. a scheme TensorFlow does not know)."""
-    try:
-        if not is_remote(path):
-            found = os.path.isdir(path)
-        else:
-            with _os_errors():   # exists() raises on an unknown scheme, isdir() not
-                found = _gfile().exists(path) and _gfile().isdir(path)
-    except OSError as e:
-        raise UserError(f"cannot read {path}: {(e.strerror or '').splitlines()[0]}") from None
+    found = exists(path) and (os.path.isdir(path) if not is_remote(path) else
+                              _gfile().isdir(path))
     if not found:
         raise UserError(f"{missing}: {path}")
+
+
+# Schemes that tensorflow-io's filesystem plugins provide (TensorFlow itself
+# has file://, gs:// and ram://).
+TENSORFLOW_IO_SCHEMES = ("s3", "hdfs", "viewfs", "har", "az")
+
+
+def check_scheme(path, flag):
+    """UserError naming `--flag` unless TensorFlow has a filesystem for
+    `path`'s scheme. For a scheme of TENSORFLOW_IO_SCHEMES, tensorflow-io
+    is imported first if it is installed (importing it registers them)."""
+    if not is_remote(path):
+        return
+    import tensorflow as tf
+    scheme = str(path).split("://", 1)[0]
+    if scheme in tf.io.gfile.get_registered_schemes():
+        return
+    fix = "no package known to dgam-tf provides it"
+    if scheme in TENSORFLOW_IO_SCHEMES:
+        fix = _import_tensorflow_io(scheme)
+        if scheme in tf.io.gfile.get_registered_schemes():
+            return
+    known = ", ".join(f"{s}://" for s in sorted(tf.io.gfile.get_registered_schemes()) if s)
+    raise UserError(f"--{flag}={path}: TensorFlow {tf.__version__} has no {scheme}:// "
+                    f"filesystem (only {known} and local paths); {fix} (docs/cloud.md)")
+
+
+def _import_tensorflow_io(scheme):
+    """Imports tensorflow-io; returns what to install for `scheme`:// if it
+    is still missing."""
+    need = f"{scheme}:// needs tensorflow-io in a release built for this TensorFlow"
+    try:
+        import tensorflow_io  # noqa: F401 (registers its filesystems)
+    except ImportError:
+        return f"{need}: pip install tensorflow-io"
+    except Exception as e:  # a build for another TensorFlow fails to load its library
+        return f"{need}; the installed one does not load: {str(e).splitlines()[0]}"
+    return f"{need}; the installed one registered no {scheme}:// filesystem"
 
 
 def remove(path):
@@ -247,45 +284,84 @@ def _publish(tmp, path):
 def atomic_write_bytes(path, data):
     """Writes `data` to `path` through a temporary file and a rename (a
     server-side copy on object stores, whose new object appears whole)."""
-    try:
-        if is_remote(path):
-            _write_remote(path, data)
-        else:
-            _write_local(path, data)
-    except OSError as e:
-        raise UserError(f"cannot write {path}: {e.strerror}") from None
+    atomic_write_files({path: data})
 
 
-def _write_local(path, data):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp, fd = _create_temporary(
-        path, lambda name: os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+def atomic_write_files(contents):
+    """Writes {path: bytes}, each file whole, as a set: every file is first
+    written to a hidden temporary beside its path, and all are renamed into
+    place only once all are written, so a failure while writing (a path that
+    is a folder, a full disk, Ctrl-C) leaves none of them new."""
+    staged = []
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
+        for path, data in contents.items():
+            check_output_file(path)
+            staged.append((_stage(path, data), path))
+        for tmp, path in staged:
+            if is_remote(path):
+                with _os_errors():
+                    _gfile().rename(tmp, path, overwrite=True)
+            else:
+                os.replace(tmp, path)
+    except BaseException as e:
+        for tmp, path in staged:
+            with contextlib.suppress(Exception):
+                remove(tmp)
+        if isinstance(e, OSError):
+            raise UserError(f"cannot write {path}: {e.strerror}") from None
         raise
 
 
-def _write_remote(path, data):
-    gfile, tmp = _gfile(), _temporary_name(path)
-    with _os_errors():
-        gfile.makedirs(os.path.dirname(path))
-        try:
-            with gfile.GFile(tmp, "wb") as f:
-                f.write(data)
-            gfile.rename(tmp, path, overwrite=True)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                gfile.remove(tmp)
-            raise
+def check_output_file(path):
+    """UserError unless `path` can become a file: it is no folder, and (for
+    a local path) its nearest existing parent is a writable folder. Call it
+    before the work whose result goes there."""
+    if is_remote(path):
+        with _os_errors():
+            if _gfile().isdir(path):
+                raise UserError(f"cannot write {path}: it is a folder")
+        return
+    if os.path.isdir(path):
+        raise UserError(f"cannot write {path}: it is a folder")
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise UserError(f"cannot write {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write {path}: {parent} is not writable")
+
+
+def _stage(path, data):
+    """Writes `data` to a new hidden file beside `path`; returns its name."""
+    if is_remote(path):
+        tmp = _temporary_name(path)
+        with _os_errors():
+            _gfile().makedirs(os.path.dirname(path))
+        opened = _gfile().GFile(tmp, "wb")
+    else:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        tmp, fd = _create_temporary(
+            path, lambda name: os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        opened = os.fdopen(fd, "wb")
+    try:
+        with _os_errors() if is_remote(path) else contextlib.nullcontext(), opened as f:
+            f.write(data)
+            f.flush()
+            if not is_remote(path):
+                os.fsync(f.fileno())
+    except BaseException:
+        with contextlib.suppress(Exception):
+            remove(tmp)
+        raise
+    return tmp
 
 
 def atomic_write_json(path, obj):
     """Writes `obj` as indented JSON to `path` atomically."""
-    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+    atomic_write_bytes(path, json_bytes(obj))
+
+
+def json_bytes(obj):
+    """`obj` as indented JSON, as atomic_write_json writes it."""
+    return (json.dumps(obj, indent=2) + "\n").encode()

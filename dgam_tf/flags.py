@@ -171,7 +171,7 @@ def define_flags(fv=flags.FLAGS):
     flags.DEFINE_boolean("progress", config_lib.TrainConfig.progress,
                          "Show a progress bar per epoch.", **d)
 
-    # Localization (algorithm.md §5; THUMOS14 defaults).
+    # Localization (docs/method.md §5; THUMOS14 defaults).
     flags.DEFINE_float("class_threshold", config_lib.LocalizationConfig.class_threshold,
                        "Classes with p_c above this are localized.", **d)
     flags.DEFINE_list("fusion_alpha", _strs(localization_cfg.fusion_alpha.values()),

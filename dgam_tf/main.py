@@ -5,15 +5,17 @@ usage: python -m dgam_tf.main --mode=MODE [--flagfile=flags/X.cfg] [flags]
 Flags apply in this order: defaults, then --flagfile, then the flags after it.
 """
 import importlib
-import os
+import re
 import sys
 
 from absl import app
 from absl import flags
 from absl import logging
 
+from dgam_tf import files
 from dgam_tf import flags as dgam_flags
 from dgam_tf.errors import UserError
+from dgam_tf.tf_setup import import_tensorflow
 
 dgam_flags.define_flags()
 FLAGS = flags.FLAGS
@@ -32,10 +34,17 @@ RUNNERS = {
 NO_TENSORFLOW = ("eval_detections",)       # numpy only
 RESTORING = ("eval", "visualize", "export")  # rebuild the model from model.json
 # What an interrupted mode leaves (every file is written whole, or not at all).
-INTERRUPTED = {"train": "interrupted; the last checkpoint is kept",
-               "visualize": "interrupted; the plots already written are kept",
-               "extract": "interrupted; finished videos are kept in <data_dir>.work, "
-                          "the same command continues"}
+INTERRUPTED = {
+    "train": "interrupted; the last checkpoint is kept, and the same command resumes from it",
+    "eval": "interrupted; no metrics or detections were written (earlier ones are kept)",
+    "eval_detections": "interrupted; no metrics were written",
+    "visualize": "interrupted; the plots already written are kept",
+    "export": "interrupted; no SavedModel version was written",
+    "convert": "interrupted; no dataset was written (--data_dir appears only when complete)",
+    "synth": "interrupted; no dataset was written (--data_dir appears only when complete)",
+    "extract": "interrupted; finished videos are kept in <data_dir>.work, and the same "
+               "command continues",
+}
 
 
 def parse_flags(argv):
@@ -46,27 +55,9 @@ def parse_flags(argv):
     try:
         return FLAGS(argv)
     except flags.Error as e:
-        print(f"error: {e} (see --help)", file=sys.stderr)
+        message = re.sub(r"^ERROR:+\s*", "", str(e))   # absl's flagfile errors carry a prefix
+        print(f"error: {message} (see --help)", file=sys.stderr)
         sys.exit(1)
-
-
-def import_tensorflow(show_logs=False):
-    """Imports TF and TFP and finds the devices with TF's C++ start-up lines
-    (printed before logging is configured, so TF_CPP_MIN_LOG_LEVEL cannot
-    hide them) sent to /dev/null, and TF's C++ log lines hidden, unless
-    `show_logs`. TF's errors still reach Python as exceptions."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if show_logs else "3")
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    if not show_logs:
-        os.dup2(devnull, 2)
-    try:
-        import tensorflow as tf
-        import tensorflow_probability  # noqa: F401
-        tf.config.list_physical_devices()   # cuInit and friends log here
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def warn_ignored_model_flags(fv, cfg):
@@ -81,14 +72,24 @@ def warn_ignored_model_flags(fv, cfg):
               f"{name}={str(trained).lower()}", file=sys.stderr)
 
 
+def flag_urls(fv):
+    """[(flag name, URL)] of the flags holding a path with a scheme."""
+    return [(flag.name, value) for flag in fv.get_flags_for_module(dgam_flags.__name__)
+            for value in (flag.value if isinstance(flag.value, list) else [flag.value])
+            if isinstance(value, str) and files.is_remote(value)]
+
+
 def run(fv):
     """Runs --mode with the given flag values (parsed here, once)."""
     cfg = dgam_flags.parse(fv)
-    if cfg.mode not in NO_TENSORFLOW:
+    urls = flag_urls(fv)
+    if cfg.mode not in NO_TENSORFLOW or urls:   # eval_detections: TF only for URLs
         import_tensorflow(cfg.tf_logs)
-        if cfg.train.debug_numerics:
-            import tensorflow as tf
-            tf.debugging.enable_check_numerics()
+    for name, url in urls:   # a scheme TF has no filesystem for: one line, before any work
+        files.check_scheme(url, name)
+    if cfg.mode not in NO_TENSORFLOW and cfg.train.debug_numerics:
+        import tensorflow as tf
+        tf.debugging.enable_check_numerics()
     if cfg.mode in RESTORING:
         warn_ignored_model_flags(fv, cfg)
     importlib.import_module(RUNNERS[cfg.mode]).run(cfg)

@@ -69,7 +69,8 @@ def test_piped_run_prints_a_line_per_epoch_validation_and_best_and_the_profile(
             "stops there") in err
     assert glob.glob(str(model_dir / "train" / "plugins" / "profile" / "*" / "*.xplane.pb"))
     assert (f"Profile written to {model_dir}/train/plugins/profile; view it with: "
-            f"tensorboard --logdir {model_dir}/train (Profile tab)") in out
+            f"tensorboard --logdir {model_dir}/train (Profile tab; it needs TensorBoard's "
+            "profile plugin: pip install -e '.[profile]')") in out
     assert "\x1b" not in out and "\r" not in out
     number = r"(\d+\.\d\d)"
     scores = []
@@ -84,11 +85,19 @@ def test_piped_run_prints_a_line_per_epoch_validation_and_best_and_the_profile(
                       rf"(?:, previous best {number})?\)$", out, re.M)
     assert kept[0] == ("1", f"{scores[0]:.2f}", "")            # the first is always kept
     assert len(kept) == 1 + (best["epoch"] == 2) and f"{100 * best['score']:.2f}" == kept[-1][1]
+    # TensorBoard gets the mAP in percent, as the console prints it.
+    from tensorboard.backend.event_processing import event_accumulator
+    acc = event_accumulator.EventAccumulator(str(model_dir / "train"),
+                                             size_guidance={"tensors": 0})
+    acc.Reload()
+    logged = [float(tf.make_ndarray(e.tensor_proto))
+              for e in acc.Tensors("validation/mAP@0.5")]
+    assert logged == pytest.approx(scores, abs=0.005)
 
     train(config, evaluate=True)   # rerun
     out, err = capsys.readouterr()
-    assert f"Nothing left to train (epoch 2 of 2, {model_dir}/checkpoints/ckpt-2); " \
-           "evaluating" in out and "Epoch" not in out
+    assert f"Nothing left to train: {model_dir}/checkpoints/ckpt-2 has trained 2 epochs, " \
+           "--epochs=2; evaluating it" in out and "Epoch" not in out
     assert "--profile_steps=1,1000 starts outside this run, which trains no step" in err
 
 

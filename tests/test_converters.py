@@ -7,6 +7,7 @@ import pytest
 
 from conftest import read_videos
 
+from dgam_tf import flags as dgam_flags
 from dgam_tf.config import STREAMS
 from dgam_tf.data import converters, records
 from dgam_tf.errors import UserError
@@ -288,6 +289,26 @@ def test_npy_dir_single_stream(tmp_path):
     video = _read(out, "test")["clip_3"]
     assert list(video.features) == ["flow"]
     np.testing.assert_array_equal(video.features["flow"], _as_stored(expected["clip_3"][1]))
+
+
+def test_npy_dir_one_stream_of_joint_files_needs_its_feature_size(tmp_path, capsys):
+    src = tmp_path / "src"
+    src.mkdir()
+    expected = make_npy_dir(src)      # rgb and flow side by side, [T, 2 D]
+    info = converters.convert("npy_dir", str(src), str(tmp_path / "rgb"), stream="rgb",
+                              feature_dim=D)
+    assert (info.streams, info.feature_dim) == (["rgb"], D)
+    video = _read(tmp_path / "rgb", "test")["clip_3"]
+    np.testing.assert_array_equal(video.features["rgb"], _as_stored(expected["clip_3"][1][:, :D]))
+    # Without it, a file is the stream alone: the whole width, as the note says.
+    cfg = dgam_flags.parse_args(["--mode=convert", "--source_format=npy_dir", "--streams=flow",
+                                 f"--source_dir={src}", f"--data_dir={tmp_path / 'whole'}"])
+    converters.run(cfg)
+    assert records.load_info(str(tmp_path / "whole")).feature_dim == 2 * D
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"note: each .npy was read as the flow stream alone, D = {2 * D}; for rgb and flow side "
+        f"by side [T, 2 D], convert again with --feature_dim={D} to take the flow half, or "
+        "without --streams to keep both")
 
 
 # --- errors: each names the culprit and leaves no output ----------------------

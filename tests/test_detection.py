@@ -1,4 +1,4 @@
-"""Tests of the ActivityNet detection protocol (algorithm.md §6): hand-worked
+"""Tests of the ActivityNet detection protocol (docs/method.md §6): hand-worked
 cases, and a comparison with a plain per-prediction loop written here after
 the reference `eval_detection.py`."""
 import json
@@ -210,9 +210,11 @@ def test_run_eval_detections_writes_metrics(tmp_path, capsys):
     assert metrics["tiou_thresholds"] == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
     assert metrics["mAP"] == [1.0] * 9
     assert metrics["average_mAP_0.1:0.5"] == 1.0
-    printed = capsys.readouterr().out
-    assert "1 predictions in 1 videos outside subset 'test'" in printed
-    assert "0.1:0.5 100.00" in printed
+    printed = capsys.readouterr()
+    assert printed.err == (f"warning: 1 predictions name 1 videos that subset 'test' of {gt_path} "
+                           "does not have (e.g. 'other'); they count as false positives\n")
+    assert printed.out.splitlines()[-1] == f"Wrote {output}"
+    assert "0.1:0.5 100.00" in printed.out
 
 
 def _reference_ap(instances, results, class_names, thresholds):

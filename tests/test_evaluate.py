@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import evaluate_fn, read_videos, tfrecord_ends, tiny_config, train
-from dgam_tf.data import records
+from dgam_tf.data import records, resolve
 from dgam_tf.errors import UserError
 from dgam_tf.evaluation import detection, evaluate
 from dgam_tf.localization import inference
@@ -164,6 +164,37 @@ def test_module_swap_refuses_a_classifier_trained_on_other_classes(
                          classifier_checkpoint=str(other))
     with pytest.raises(UserError, match=re.escape(f"model in {other} was trained on other")):
         inference.restore(config.model_dir, config.data, config.evaluation)
+
+
+def test_data_of_other_classes_names_the_data_the_model_needs(tiny_data_dir, tiny_model_dir,
+                                                             tmp_path):
+    model = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    settings = json.loads((model / model_dir_lib.SETTINGS_FILE).read_text())
+    settings["class_names"] = ["BaseballPitch", "BasketballDunk", "Billiards"]
+    (model / model_dir_lib.SETTINGS_FILE).write_text(json.dumps(settings))
+    # No --data_dir: the built-in data, here a copy of the tiny data in the cache.
+    cache = tmp_path / "cache"
+    shutil.copytree(tiny_data_dir, cache / f"v{resolve.SYNTHETIC_VERSION}")
+    config = tiny_config("", model, synthetic_cache=str(cache))
+    with pytest.raises(UserError) as e:
+        inference.restore(config.model_dir, config.data, config.evaluation)
+    assert str(e.value) == (
+        f"the model in {model} was trained on other classes (3 classes: BaseballPitch, "
+        f"BasketballDunk, Billiards) than those of {cache}/v{resolve.SYNTHETIC_VERSION}, "
+        "the built-in synthetic data used as no --data_dir was given (3 classes: action_00, "
+        "action_01, action_02); pass the --data_dir it was trained on")
+    (model / "metrics.json").write_text(json.dumps({"source": {"data_dir": "/d/thumos14"}}))
+    with pytest.raises(UserError, match=re.escape(
+            "it was evaluated on /d/thumos14: pass --data_dir=/d/thumos14")):
+        inference.restore(config.model_dir, config.data, config.evaluation)
+    # A flagfile's --feature_dim, without --data_dir.
+    with pytest.raises(UserError) as e:
+        resolve.resolve_data(tiny_config("", model, synthetic_cache=str(cache),
+                                         feature_dim=1024).data)
+    assert str(e.value) == (
+        f"--feature_dim=1024 but the records have feature size 16: {cache}/v"
+        f"{resolve.SYNTHETIC_VERSION} (no --data_dir was given, so the built-in basic synthetic "
+        "data was used)")
 
 
 def test_a_test_split_cut_at_a_record_boundary_is_refused(tiny_data_dir, tiny_model_dir,

@@ -70,3 +70,41 @@ def test_unwritable_model_dir_is_refused_before_any_work(tiny_data_dir, tmp_path
     with pytest.raises(UserError, match="cannot write to --model_dir"):
         train(tiny_config(tiny_data_dir, blocker / "run"))
 
+
+
+def test_a_pair_of_files_is_written_as_a_pair(tmp_path, monkeypatch):
+    (tmp_path / "old.json").write_text("old")
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    # The second path is a folder: refused before anything is renamed.
+    with pytest.raises(UserError, match=f"cannot write {folder}: it is a folder"):
+        files.atomic_write_files({str(tmp_path / "old.json"): b"new", str(folder): b"{}"})
+    # Ctrl-C while the second file is written.
+    stage = files._stage
+
+    def interrupted(path, data):
+        if path.endswith("b.json"):
+            raise KeyboardInterrupt
+        return stage(path, data)
+    monkeypatch.setattr(files, "_stage", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        files.atomic_write_files({str(tmp_path / "old.json"): b"new",
+                                  str(tmp_path / "b.json"): b"b"})
+    assert sorted(os.listdir(tmp_path)) == ["metrics", "old.json"]   # no temporary left
+    assert (tmp_path / "old.json").read_text() == "old"
+    monkeypatch.setattr(files, "_stage", stage)
+    files.atomic_write_files({str(tmp_path / "old.json"): b"new", str(tmp_path / "b.json"): b"b"})
+    assert [(tmp_path / n).read_text() for n in ("old.json", "b.json")] == ["new", "b"]
+
+
+@pytest.mark.parametrize("name, problem", [
+    ("metrics", "cannot write {p}: it is a folder"),
+    ("afile/m.json", "cannot write {p}: {tmp}/afile is a file, not a folder")])
+def test_an_output_file_that_cannot_be_written_is_named_before_the_work(tmp_path, name,
+                                                                        problem):
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "afile").write_text("")
+    path = str(tmp_path / name)
+    with pytest.raises(UserError, match=problem.format(p=path, tmp=tmp_path)):
+        files.check_output_file(path)
+    files.check_output_file(str(tmp_path / "new" / "m.json"))   # a new folder is fine

@@ -28,7 +28,7 @@ def test_synthetic_flagfile_equals_the_defaults():
 
 
 def test_published_loss_weights_and_localization_settings():
-    # algorithm.md §3 table and §5.
+    # docs/method.md §3 table and §5.
     thumos, anet = (dgam_flags.parse(load(name)) for name in ("thumos14.cfg",
                                                               "activitynet12.cfg"))
     assert thumos.train.loss_weights["rgb"] == (1, 0.03, 0.1, 0.5)

@@ -236,3 +236,19 @@ def test_num_segments_that_wraps_around_int32_is_refused(dataset, tmp_path):
     case = _with_file(dataset, tmp_path, path.read_bytes())
     with pytest.raises(UserError, match="corrupt record in .*num_segments is too large"):
         _read_all(case, tmp_path)
+
+
+def test_a_record_with_nan_features_is_named_by_file_index_and_video(dataset, tmp_path):
+    nan = np.ones((5, D), np.float16)
+    nan[2, 1] = np.nan
+    path = tmp_path / "shard"
+    with tf.io.TFRecordWriter(str(path)) as w:
+        w.write(_example(**_good_fields()))
+        w.write(_example(**{**_good_fields(), "video_id": ("bytes", [b"clip_7"]),
+                            "flow": ("bytes", [nan.tobytes()])}))
+    case = _with_file(dataset, tmp_path, path.read_bytes())
+    shard = os.path.join(case, records.load_info(case).splits["train"]["files"][0])
+    with pytest.raises(UserError) as e:
+        _read_all(case, tmp_path)
+    assert str(e.value) == (f"corrupt record in {shard}, record 1 (video 'clip_7'): flow "
+                            "features contain NaN or Inf")

@@ -1,4 +1,4 @@
-"""Tests of test-time localization (algorithm.md §5) against hand-worked cases,
+"""Tests of test-time localization (docs/method.md §5) against hand-worked cases,
 scipy, and a release-style per-group implementation written here."""
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Each DGAM loss (algorithm.md §3) against an independent numpy computation."""
+"""Each DGAM loss (docs/method.md §3) against an independent numpy computation."""
 import numpy as np
 import pytest
 import tensorflow as tf

@@ -28,6 +28,13 @@ from dgam_tf.data import records
 from dgam_tf.models import model_dir as model_dir_lib
 
 TINY_SAMPLING = ["--test_min_segments=4", "--test_max_segments=40"]
+# (mode, flag, URL) whose scheme TensorFlow 2.21 has no filesystem for.
+UNKNOWN_SCHEMES = (
+    ("train", "data_dir", "hdfs://nn/data"), ("eval", "model_dir", "s3://bucket/runs/x"),
+    ("visualize", "model_dir", "s3://bucket/runs/x"),
+    ("export", "export_dir", "s3://bucket/serving"), ("synth", "data_dir", "s3://b/d"),
+    ("convert", "source_dir", "hdfs://nn/release"),
+    ("eval_detections", "gt_json", "s3://bucket/gt.json"))
 CliResult = collections.namedtuple("CliResult", "returncode stdout stderr imported_tensorflow")
 
 _FORKING_RUNNER = r'''
@@ -129,6 +136,7 @@ def cli(tiny_data_dir, tiny_model_dir, tmp_path_factory):
         ("v2", "test", "A", 5, 15), ("v3", "training", "A", 0, 5)]))
     untrained = tmp / "untrained"  # settings, but no checkpoint
     untrained.mkdir()
+    (tmp / "a_folder").mkdir()
     shutil.copy(os.path.join(tiny_model_dir, model_dir_lib.SETTINGS_FILE), untrained)
     eval_dir = shutil.copytree(tiny_model_dir, tmp / "eval_model")
     model_dir = shutil.copytree(tiny_model_dir, tmp / "model")
@@ -158,6 +166,7 @@ def cli(tiny_data_dir, tiny_model_dir, tmp_path_factory):
         "help": ["--help"],
         "helpshort": ["--mode=eval", "--helpshort"],
         "flag_typo": ["--mode=eval", "--epoch=3"],
+        "flagfile_typo": [f"--flagfile={tmp / 'thumos.cfg'}"],
         "eval_detections": [
             "--mode=eval_detections", f"--gt_json={gt_json}", "--tiou_thresholds=0.5,0.75",
             f"--output_metrics_json={tmp / 'out' / 'metrics.json'}",
@@ -167,6 +176,17 @@ def cli(tiny_data_dir, tiny_model_dir, tmp_path_factory):
             f"--output_metrics_json={tmp / 'anet.json'}", f"--predictions_json={predictions_json}"],
         "missing_predictions": ["--mode=eval_detections", f"--gt_json={gt_json}",
                                 f"--predictions_json={tmp / 'no_such.json'}"],
+        # v2 has no predictions, v9 is not in the test subset (v3 is training).
+        "partial_predictions": [
+            "--mode=eval_detections", f"--gt_json={gt_json}", "--tiou_thresholds=0.5",
+            f"--output_metrics_json={tmp / 'partial.json'}",
+            "--predictions_json=" + write_json(tmp / "partial_predictions.json", results(
+                [("v1", "A", 0.9, 0, 10), ("v9", "A", 0.5, 0, 1), ("v9", "B", 0.4, 0, 1)]))],
+        "subset_without_gt": ["--mode=eval_detections", f"--gt_json={gt_json}",
+                              "--subset=validation", f"--predictions_json={predictions_json}"],
+        "metrics_is_a_folder": ["--mode=eval_detections", f"--gt_json={gt_json}",
+                                f"--predictions_json={predictions_json}",
+                                f"--output_metrics_json={tmp}"],
         "unknown_label": ["--mode=eval_detections", f"--gt_json={gt_json}",
                           "--predictions_json=" + write_json(tmp / "unknown.json", results(
                               [("v1", "A", 0.9, 0, 10), ("v2", "Zebra", 0.5, 0, 1)]))],
@@ -175,6 +195,8 @@ def cli(tiny_data_dir, tiny_model_dir, tmp_path_factory):
         "eval": ["--mode=eval", f"--model_dir={eval_dir}", "--latent_dim=5", *data_args],
         "visualize": ["--mode=visualize", "--num_plots=2", f"--model_dir={model_dir}",
                       *data_args],
+        "eval_metrics_is_a_folder": ["--mode=eval", f"--model_dir={model_dir}", *data_args,
+                                     f"--output_metrics_json={tmp / 'a_folder'}"],
         "missing_data_dir": ["--mode=eval", f"--model_dir={model_dir}",
                              f"--data_dir={tmp / 'no_such_data'}"],
         "no_checkpoint": ["--mode=eval", f"--model_dir={untrained}",
@@ -193,6 +215,9 @@ def cli(tiny_data_dir, tiny_model_dir, tmp_path_factory):
         "skip_bad_records": train_tiny + [f"--data_dir={flipped_data}", "--skip_bad_records",
                                           f"--model_dir={tmp / 'flip2'}"],
     }
+    # A scheme TensorFlow has no filesystem for, in every mode, in any path flag.
+    cases.update({f"scheme_{mode}": [f"--mode={mode}", f"--{flag}={url}"]
+                  for mode, flag, url in UNKNOWN_SCHEMES})
     # Two TensorFlow runners (the trainings split between them) and the
     # numpy-only one.
     names = list(cases)
@@ -248,6 +273,28 @@ def test_eval_detections_gives_the_hand_computed_map(cli):
     assert not runs["eval_detections_anet"].imported_tensorflow
 
 
+def test_eval_detections_warns_about_videos_it_cannot_score_and_says_what_it_wrote(cli):
+    tmp, runs = cli
+    result = runs["partial_predictions"]
+    assert result.returncode == 0, result.stderr
+    where = f"subset 'test' of {tmp}/gt.json"
+    assert result.stderr.splitlines() == [
+        f"warning: the predictions cover 1 of the 2 videos of {where}; the instances of the "
+        "other 1 (e.g. 'v2') count as missed",
+        f"warning: 2 predictions name 1 videos that {where} does not have (e.g. 'v9'); they "
+        "count as false positives"]
+    assert result.stdout.splitlines()[-1] == f"Wrote {tmp}/partial.json"
+    # A: v1 found (the higher-scored), v2 missed: AP 1/2; B (v1) missed: 0.
+    assert json.loads((tmp / "partial.json").read_text())["mAP"] == pytest.approx([1 / 4])
+
+
+def test_an_evaluation_whose_metrics_cannot_be_written_writes_nothing(cli):
+    tmp, runs = cli
+    assert runs["eval_metrics_is_a_folder"].stdout == ""   # refused before the evaluation
+    assert os.listdir(tmp / "a_folder") == []
+    assert not [f for f in os.listdir(tmp) if "a_folder_" in f or f.startswith(".a_folder")]
+
+
 def test_help_lists_the_flags_by_group_without_importing_tensorflow(cli):
     _, runs = cli
     help_text = runs["help"].stdout
@@ -290,9 +337,16 @@ def test_visualize_writes_pngs(cli, tiny_data_dir):
     ("diverging", "non-finite loss or gradient in stream "),
     ("cut_shard", "split 'train' of {tmp}/cut_data holds fewer videos than the 8 its "
                   "dataset.json declares"),
-    ("flipped_byte", "corrupt record in {tmp}/flipped_data/train-00000-of-00002.tfrecord: "),
+    ("flipped_byte", "corrupt record in {tmp}/flipped_data/train-00000-of-00002.tfrecord, "
+                     "record 3: its bytes are damaged (the checksum of the record at byte "),
     ("diverging_debug", "non-finite value in stream "),
     ("unknown_label", "label 'Zebra' is not a class of the ground truth"),
+    ("flagfile_typo", "error: Unable to open flagfile: [Errno 2] No such file or directory: "
+                      "'{tmp}/thumos.cfg' (see --help)"),
+    ("subset_without_gt", "{tmp}/gt.json has no annotated video in subset 'validation'; its "
+                          "subsets are ['test', 'training']"),
+    ("metrics_is_a_folder", "cannot write {tmp}: it is a folder"),
+    ("eval_metrics_is_a_folder", "cannot write {tmp}/a_folder: it is a folder"),
 ])
 def test_user_error_is_one_line_without_traceback(cli, case, culprit):
     tmp, runs = cli
@@ -302,6 +356,18 @@ def test_user_error_is_one_line_without_traceback(cli, case, culprit):
     lines = error_lines(result)
     assert len(lines) == 1, result.stderr
     assert culprit.format(tmp=tmp) in lines[0]
+
+
+@pytest.mark.parametrize("mode, flag, url", UNKNOWN_SCHEMES)
+def test_a_filesystem_tensorflow_lacks_is_one_line_in_every_mode(cli, mode, flag, url):
+    import tensorflow as tf
+    result = cli[1][f"scheme_{mode}"]
+    scheme = url.split(":")[0]
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [
+        f"error: --{flag}={url}: TensorFlow {tf.__version__} has no {scheme}:// filesystem "
+        f"(only file://, gs://, ram:// and local paths); {scheme}:// needs tensorflow-io in a "
+        "release built for this TensorFlow: pip install tensorflow-io (docs/cloud.md)"]
 
 
 def test_debug_numerics_names_the_op_and_our_source_line(cli):
@@ -316,8 +382,10 @@ def test_skip_bad_records_trains_on_the_good_videos_and_says_so(cli):
     result = runs["skip_bad_records"]
     assert result.returncode == 0, result.stderr
     assert ("--skip_bad_records: split 'train' keeps 7 of the 8 videos dataset.json declares; "
-            f"1 bad part(s), first: {tmp}/flipped_data/train-00000-of-00002.tfrecord from "
-            "record 3 on: ") in result.stdout
+            f"1 bad part(s), first: {tmp}/flipped_data/train-00000-of-00002.tfrecord, "
+            "record 3: its bytes are damaged (the checksum of the record at byte ") in result.stdout
+    assert "(the rest of the file is skipped)" in result.stdout
+    assert "retracing" not in result.stderr
 
 
 def test_model_flags_the_user_set_that_the_model_does_not_have_are_warned_about(
@@ -330,3 +398,25 @@ def test_model_flags_the_user_set_that_the_model_does_not_have_are_warned_about(
     assert capsys.readouterr().err.splitlines() == [
         f"warning: --latent_dim=5 is ignored: the model in {tiny_model_dir} has latent_dim=4",
         f"warning: --gam=false is ignored: the model in {tiny_model_dir} has gam=true"]
+
+
+@pytest.mark.parametrize("mode, leaves", [
+    ("train", "the last checkpoint is kept, and the same command resumes from it"),
+    ("eval", "no metrics or detections were written (earlier ones are kept)"),
+    ("eval_detections", "no metrics were written"),
+    ("visualize", "the plots already written are kept"),
+    ("export", "no SavedModel version was written"),
+    ("convert", "no dataset was written (--data_dir appears only when complete)"),
+    ("synth", "no dataset was written (--data_dir appears only when complete)")])
+def test_ctrl_c_says_what_the_mode_leaves(mode, leaves, monkeypatch, capsys):
+    def interrupted(fv):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(main, "run", interrupted)
+    main.FLAGS(["dgam_tf", f"--mode={mode}"])
+    try:
+        with pytest.raises(SystemExit) as exit_status:
+            main.main(["dgam_tf"])
+    finally:
+        main.FLAGS.unparse_flags()
+    assert exit_status.value.code == 130
+    assert capsys.readouterr().err == f"interrupted; {leaves}\n"

@@ -64,5 +64,5 @@ def test_pytorch_scheme_is_narrower_than_glorot_on_attention_and_classifier():
         model.build_all()
         widths[scheme] = [np.abs(k).max() for _, k, _ in dense_layers(model)]
     ratios = np.array(widths["glorot"]) / np.array(widths["pytorch"])
-    # algorithm.md §4: Keras' defaults are 2-2.5x wider there.
+    # docs/method.md §4: Keras' defaults are 2-2.5x wider there.
     assert np.all((ratios > 1.9) & (ratios < 2.6)), ratios

@@ -1,4 +1,4 @@
-"""Sampling rules (algorithm.md §1) against a numpy reference, run both
+"""Sampling rules (docs/method.md §1) against a numpy reference, run both
 eagerly and inside tf.data's Dataset.map."""
 import numpy as np
 import pytest

@@ -5,7 +5,10 @@ import concurrent.futures
 import http.server
 import io
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import urllib.error
 
@@ -334,3 +337,18 @@ def test_cli_help_and_a_missing_video(capsys):
         client.main(["--server", "localhost:1"])
     assert done.value.code == 2
     assert "give the video as --rgb" in capsys.readouterr().err
+
+
+def test_cli_that_imports_tensorflow_prints_only_its_error(tiny_data_dir, tiny_info):
+    """A fresh interpreter: TensorFlow's C++ start-up lines (oneDNN, cuInit)
+    are not printed; the unreachable server is the one stderr line."""
+    record = os.path.join(tiny_data_dir, tiny_info.splits["test"]["files"][0])
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # conftest's
+    done = subprocess.run([sys.executable, "-m", "dgam_tf.serving.client", "--record", record,
+                           "--protocol", "grpc", "--server", f"127.0.0.1:{port}",
+                           "--timeout", "2"], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.startswith(f"error: TF Serving error (UNAVAILABLE) at 127.0.0.1:{port}")
+    assert done.stderr.count("\n") == 1, done.stderr

@@ -225,5 +225,5 @@ def _locate_bad_record(data_dir, info, split):
     for path in info.split_files(data_dir, split):
         problems = scan.scan_shard(path, info)[2]
         if problems:
-            return f"corrupt record in {path}: {problems[0][1]}"
+            return f"corrupt record in {path}, {problems[0][1]}"
     return None

@@ -9,6 +9,7 @@ Layout of a dataset folder:
     test-00000-of-00002.tfrecord
 """
 import dataclasses
+import functools
 import math
 import os
 import re
@@ -265,16 +266,9 @@ def parse_video(serialized, streams, feature_dim, feature_dtype="float16", selec
 
 def read_videos_from_file(path, info):
     """Yields the Videos of one shard; a bad record raises UserError naming it."""
-    ds = tf.data.TFRecordDataset(path).map(
-        lambda s: parse_video(s, info.streams, info.feature_dim, info.feature_dtype))
-    it = iter(ds)
-    while True:
-        try:
-            ex = next(it)
-        except StopIteration:
-            return
-        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
-            raise UserError(f"corrupt record in {path}: {first_line(e)}") from None
+    for _, ex, problem, _ in shard_records(path, info):
+        if problem:
+            raise UserError(f"corrupt record in {path}, {problem}")
         yield Video(
             video_id=ex["video_id"].numpy().decode(),
             features={s: ex[s].numpy() for s in info.streams},
@@ -283,6 +277,70 @@ def read_videos_from_file(path, info):
             seconds_per_segment=float(ex["seconds_per_segment"]),
             gt=[(float(s), float(e), int(c)) for s, e, c in zip(
                 ex["gt_start"].numpy(), ex["gt_end"].numpy(), ex["gt_label"].numpy())])
+
+
+def shard_records(path, info):
+    """Parses the records of one shard one by one, as the readers would.
+
+    Yields:
+      (index, video, problem, framing): `video` the dict of `parse_video`,
+      or None and `problem`, plain words on what is wrong with record
+      `index` (naming its video when its id can be read). `framing` is true
+      for a break in the shard's framing (truncated, a length or checksum
+      that does not match): nothing after it can be read, and nothing
+      follows.
+    """
+    parse = _parser(tuple(info.streams), info.feature_dim, info.feature_dtype)
+    it = iter(tf.data.TFRecordDataset(path))
+    index = 0
+    while True:
+        try:
+            serialized = next(it)
+        except StopIteration:
+            return
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+            yield index, None, f"record {index}: {plain_reason(e)}", True
+            return
+        try:
+            yield index, parse(serialized), None, False
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+            video = _video_id(serialized)
+            yield (index, None, f"record {index}" + (f" (video '{video}')" if video else "")
+                   + f": {plain_reason(e)}", False)
+        index += 1
+
+
+@functools.lru_cache(maxsize=None)
+def _parser(streams, feature_dim, feature_dtype):
+    """parse_video of one serialized record, traced once per dataset layout
+    (a new trace per shard would log TF's retracing warnings)."""
+    return tf.function(lambda s: parse_video(s, streams, feature_dim, feature_dtype),
+                       input_signature=[tf.TensorSpec([], tf.string)])
+
+
+def _video_id(serialized):
+    """The video_id of a serialized record, or None if it cannot be read."""
+    try:
+        ex = tf.io.parse_single_example(serialized, {"video_id": EXAMPLE_SPEC["video_id"]})
+        return ex["video_id"].numpy().decode()
+    except (tf.errors.OpError, UnicodeDecodeError):
+        return None
+
+
+def plain_reason(error):
+    """What a TF read or parse error says about a record, in plain words."""
+    line = first_line(error)
+    assertion = re.search(r"assertion failed: \[([^\]]*)\]", line)
+    if assertion:           # parse_video's checks: their message
+        return assertion.group(1)
+    truncated = re.match(r"truncated record at (\d+)", line)
+    if truncated:
+        return f"the file ends inside it (cut at byte {truncated.group(1)})"
+    damaged = re.match(r"corrupted record at (\d+)", line)
+    if damaged:
+        return (f"its bytes are damaged (the checksum of the record at byte "
+                f"{damaged.group(1)} does not match)")
+    return line
 
 
 def first_line(error):

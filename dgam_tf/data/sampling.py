@@ -1,4 +1,4 @@
-"""Segment sampling rules of algorithm.md §1, as graph-safe TF ops."""
+"""Segment sampling rules of docs/method.md §1, as graph-safe TF ops."""
 import tensorflow as tf
 
 

@@ -1,10 +1,7 @@
 """Checks every record of a dataset, for --skip_bad_records: which records
 of which shards the readers must leave out (data.pipeline does)."""
 import dataclasses
-import itertools
 import os
-
-import tensorflow as tf
 
 from dgam_tf.data import records
 
@@ -16,28 +13,18 @@ def scan_shard(path, info):
       (good, readable, problems): the number of good records; the number of
       records before a break in the shard's framing (truncated, or a length
       or checksum that does not match), after which nothing more can be read
-      (-1: no break); [(index, reason)] for each record that fails, the
-      break included (its index is `readable`).
+      (-1: no break); [(index, problem)] for each record that fails, the
+      break included (its index is `readable`), `problem` in plain words
+      (records.shard_records).
     """
-    parse = tf.function(lambda s: records.parse_video(
-                            s, info.streams, info.feature_dim, info.feature_dtype)["num_segments"],
-                        input_signature=[tf.TensorSpec([], tf.string)])
     good, readable, problems = 0, -1, []
-    it = iter(tf.data.TFRecordDataset(path))
-    for index in itertools.count():
-        try:
-            serialized = next(it)
-        except StopIteration:
-            break
-        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
-            readable = index
-            problems.append((index, records.first_line(e)))
-            break
-        try:
-            parse(serialized)
+    for index, video, problem, framing in records.shard_records(path, info):
+        if video is not None:
             good += 1
-        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
-            problems.append((index, records.first_line(e)))
+            continue
+        problems.append((index, problem))
+        if framing:
+            readable = index
     return good, readable, problems
 
 
@@ -58,9 +45,9 @@ def skip_bad_records(data_dir, info, report=print):
             path = os.path.join(data_dir, name)
             shard_good, readable, problems = scan_shard(path, info)
             good += shard_good
-            for i, reason in problems:
-                where = f"from record {i} on" if i == readable else f"record {i}"
-                notes.append(f"{path} {where}: {reason}")
+            for i, problem in problems:
+                notes.append(f"{path}, {problem}" + (" (the rest of the file is skipped)"
+                                                     if i == readable else ""))
             if problems:
                 bad[name] = [readable, [i for i, _ in problems if i != readable]]
         splits[split] = dict(entry, num_videos=good, bad_records=bad)

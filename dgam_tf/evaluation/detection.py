@@ -1,4 +1,4 @@
-"""Detection mAP under the ActivityNet protocol (algorithm.md §6), in numpy.
+"""Detection mAP under the ActivityNet protocol (docs/method.md §6), in numpy.
 
 Reproduces `Evaluation/eval_detection.py` of activitynet/ActivityNet (to
 rounding) without its per-prediction pandas loop:
@@ -22,6 +22,7 @@ and video that compete for the same ground truth, so `_match` resolves all
 classes, videos and thresholds at once in rounds (see there).
 """
 import os
+import sys
 
 import numpy as np
 
@@ -277,6 +278,25 @@ def format_table(metrics, dataset="", streams=None):
     return "\n".join(lines)
 
 
+def coverage_warnings(ground_truth, predictions, where):
+    """Lines on predictions that cover only part of the ground truth's
+    videos (the others' instances all count as missed) or name videos it
+    does not have (their predictions all count as false positives)."""
+    gt_videos, predicted = set(ground_truth.video_ids), set(predictions.video_ids)
+    lines = []
+    missed = gt_videos - predicted
+    if missed:
+        lines.append(f"the predictions cover {len(gt_videos & predicted)} of the "
+                     f"{len(gt_videos)} videos of {where}; the instances of the other "
+                     f"{len(missed)} (e.g. {min(missed)!r}) count as missed")
+    outside = predicted - gt_videos
+    if outside:
+        count = sum(predictions.video_ids[v] in outside for v in predictions.video)
+        lines.append(f"{count} predictions name {len(outside)} videos that {where} does not "
+                     f"have (e.g. {min(outside)!r}); they count as false positives")
+    return lines
+
+
 def run_eval_detections(gt_json, predictions_json, subset, tiou_thresholds,
                         output_metrics_json=None):
     """Evaluates a result file: the standalone `--mode=eval_detections`.
@@ -298,21 +318,20 @@ def run_eval_detections(gt_json, predictions_json, subset, tiou_thresholds,
     Raises:
       UserError: missing or malformed files, unknown labels, bad thresholds.
     """
+    if output_metrics_json:
+        files.check_output_file(output_metrics_json)
     ground_truth = activitynet_json.load_ground_truth(gt_json, subset)
     predictions = activitynet_json.load_predictions(predictions_json, ground_truth.class_names)
     if tiou_thresholds is None:
         tiou_thresholds = THUMOS14_TIOU_THRESHOLDS
     metrics = add_average_mAPs(
         evaluate(ground_truth, predictions, tiou_thresholds))
-    outside = set(predictions.video_ids) - set(ground_truth.video_ids)
-    if outside:
-        count = sum(predictions.video_ids[v] in outside
-                    for v in predictions.video)
-        print(f"note: {count} predictions in {len(outside)} videos outside "
-              f"subset {subset!r} of {gt_json} count as false positives")
+    for line in coverage_warnings(ground_truth, predictions, f"subset {subset!r} of {gt_json}"):
+        print(f"warning: {line}", file=sys.stderr)
     print(format_table(metrics, os.path.basename(gt_json)))
     if output_metrics_json:
         files.atomic_write_json(output_metrics_json, metrics)
+        print(f"Wrote {output_metrics_json}")
     return metrics
 
 

@@ -1,5 +1,5 @@
 """Evaluation of trained models on a split: inference, localization, the
-detection mAP and the paper's frame-set statistics (algorithm.md §5-§7)."""
+detection mAP and the paper's frame-set statistics (docs/method.md §5-§7)."""
 import dataclasses
 import os
 
@@ -158,6 +158,7 @@ def evaluate_model_dir(model_dir, data_cfg, localization_cfg, eval_cfg):
 
 def run(cfg):
     """--mode=eval: evaluate_model_dir, then `report`."""
+    check_output_paths(cfg.model_dir, cfg.evaluation, cfg.data.test_split)
     report(evaluate_model_dir(cfg.model_dir, cfg.data, cfg.localization, cfg.evaluation),
            cfg.model_dir, cfg.evaluation)
 
@@ -173,16 +174,23 @@ def output_paths(model_dir, eval_cfg, split):
     return metrics_path, os.path.join(os.path.dirname(metrics_path), name)
 
 
+def check_output_paths(model_dir, eval_cfg, split):
+    """UserError, before the work, if `output_paths` cannot be written."""
+    for path in output_paths(model_dir, eval_cfg, split):
+        files.check_output_file(path)
+
+
 def report(metrics, model_dir, eval_cfg):
     """Prints the mAP table (each stream alone and fused) and writes the
-    metrics and the detections JSON atomically, at `output_paths`."""
+    metrics and the detections JSON at `output_paths`, as a pair: a failure
+    leaves neither written."""
     metrics = dict(metrics)
     results = metrics.pop("results")
     split = metrics["split"]
     metrics_path, detections_path = output_paths(model_dir, eval_cfg, split)
     metrics["detections"] = files.abspath(detections_path)
-    files.atomic_write_json(detections_path, results)
-    files.atomic_write_json(metrics_path, metrics)
+    files.atomic_write_files({detections_path: files.json_bytes(results),
+                              metrics_path: files.json_bytes(metrics)})
     streams = metrics["source"]["streams"]
     print(detection.format_table(
         metrics, f"{metrics['source']['dataset']}, {split} split"

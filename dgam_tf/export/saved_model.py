@@ -10,7 +10,7 @@ expected):
   [B] (valid lengths, 1 <= num_segments <= T) -> `<stream>_attention`
   [B, T] (0 at padded positions), `<stream>_class_probs` [B, C] (padding
   excluded from pooling), `<stream>_tcam` [B, T, C] (0 at padded positions).
-* `localize`, algorithm.md §5 on one whole video: `<stream>_features`
+* `localize`, docs/method.md §5 on one whole video: `<stream>_features`
   float32 [T, D] and `duration` float32 [] seconds (0 = unknown: 0.64 s per
   segment) -> `start`, `end` float32 [K] seconds, `score` float32 [K],
   `class_id` int32 [K], `label` string [K], by class id then descending
@@ -191,7 +191,7 @@ class DGAMServing(tf.Module):
                 for stream, x in zip(self._streams, features)}
 
     def _stream_outputs(self, stream, x, lengths):
-        """One stream's outputs on a padded batch (algorithm.md §5 steps 1, 3).
+        """One stream's outputs on a padded batch (docs/method.md §5 steps 1, 3).
 
         Args:
           stream: stream name.

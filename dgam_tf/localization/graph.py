@@ -1,4 +1,4 @@
-"""Test-time localization of one video as TensorFlow ops (algorithm.md §5).
+"""Test-time localization of one video as TensorFlow ops (docs/method.md §5).
 
 The graph twin of `dgam_tf.localization.localize.localize_video`, for the
 exported SavedModel: only TF ops (no numpy, no `py_function`), so TF Serving

@@ -1,5 +1,5 @@
 """Trained models over a split: restore them for a dataset, run them video by
-video and localize (algorithm.md §5). Evaluation, plots and training's
+video and localize (docs/method.md §5). Evaluation, plots and training's
 periodic validation all read the split through `infer_split`."""
 import functools
 import os
@@ -60,6 +60,11 @@ def _trained_on(model_dir):
     return files.read_json(path, "metrics").get("source", {}).get("data_dir")
 
 
+def _classes(names):
+    """"20 classes: BaseballPitch, BasketballDunk, ..." for a message."""
+    return f"{len(names)} classes: " + ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+
+
 def restore(model_dir, data_cfg, eval_cfg):
     """The data of the DataConfig (default: the built-in data) and the model
     in model_dir, or the module-swap folders of the EvalConfig
@@ -80,7 +85,11 @@ def restore(model_dir, data_cfg, eval_cfg):
     if list(model_cfg.class_names) != info.class_names:
         folder = eval_cfg.attention_checkpoint or model_dir
         where = _trained_on(folder)
-        raise UserError(f"the model in {folder} was trained on other classes than those "
-                        f"of {data_dir}" + (f" (it was evaluated on {where}; pass "
-                                            f"--data_dir={where})" if where else ""))
+        given = ("" if data_cfg.data_dir else
+                 ", the built-in synthetic data used as no --data_dir was given")
+        raise UserError(f"the model in {folder} was trained on other classes "
+                        f"({_classes(model_cfg.class_names)}) than those of {data_dir}{given} "
+                        f"({_classes(info.class_names)}); " +
+                        (f"it was evaluated on {where}: pass --data_dir={where}" if where else
+                         "pass the --data_dir it was trained on"))
     return data_dir, info, modules, checkpoint

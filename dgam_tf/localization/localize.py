@@ -1,6 +1,6 @@
 """Test-time localization of one video from the outputs of the stream models.
 
-Implements algorithm.md §5: class prediction, the signals u (proposals) and
+Implements docs/method.md §5: class prediction, the signals u (proposals) and
 v (scores) built from attention and T-CAM, 20x upsampling, thresholding,
 outer-inner scoring, conversion to seconds and the two-stream fusion with
 NMS; plus the ActivityNet result JSON for many videos.

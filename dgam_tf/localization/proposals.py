@@ -1,4 +1,4 @@
-"""Numpy building blocks of test-time localization (algorithm.md §5, steps 5-9).
+"""Numpy building blocks of test-time localization (docs/method.md §5, steps 5-9).
 
 Every function works on all predicted classes of a video at once: a signal is
 an array of shape [K, n] (K predicted classes, n samples along time) and the
@@ -98,7 +98,7 @@ def _range_means(cumulative, rows, low, high):
 
 
 def outer_inner_scores(score, rows, starts, ends, outer_weight):
-    """Outer-inner contrast score of each proposal (algorithm.md §5 step 7).
+    """Outer-inner contrast score of each proposal (docs/method.md §5 step 7).
 
     For a run [s, e] of length L: inner = mean of `score` over [s, e];
     outer-left = mean over [max(0, s - L//4 - 1), s); outer-right = mean over

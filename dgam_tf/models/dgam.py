@@ -39,7 +39,7 @@ class StreamModel(keras.Model):
 
 
 def video_outputs(attention, classifier, num_classes, x, lengths=None):
-    """Test-time outputs of a batch of videos (algorithm.md §5 steps 1 and 3).
+    """Test-time outputs of a batch of videos (docs/method.md §5 steps 1 and 3).
 
     Attention and classifier may come from different models (the paper's
     module swap, §7).

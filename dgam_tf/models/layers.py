@@ -5,7 +5,7 @@ defaults: weights and biases ~ U(-1/sqrt(fan_in), +1/sqrt(fan_in)). The
 paper's loss weights were tuned under that scheme; Keras' defaults
 (Glorot-uniform kernels, zero biases) are 2-2.5x wider on the attention and
 classifier layers, and on realistic features that can collapse a stream
-(algorithm.md §4). "glorot" keeps Keras' defaults, to show the difference.
+(docs/method.md §4). "glorot" keeps Keras' defaults, to show the difference.
 """
 import math
 

@@ -94,7 +94,7 @@ def checkpoint_path(model_dir, checkpoint):
     """The path of --checkpoint (latest, best or a path) for model_dir."""
     checkpoints = os.path.join(model_dir, "checkpoints")
     if checkpoint == "latest":
-        path = tf.train.latest_checkpoint(checkpoints)
+        path = latest_in(checkpoints)
         if not path:
             raise UserError(f"no latest checkpoint in {model_dir}; train first "
                             "(--mode=train) or pass another --checkpoint")
@@ -107,17 +107,33 @@ def checkpoint_path(model_dir, checkpoint):
         return path
     if tf.io.gfile.exists(checkpoint + ".index"):
         return checkpoint
-    if tf.io.gfile.isdir(checkpoint):          # a folder: its latest checkpoint
-        for folder in (checkpoint, os.path.join(checkpoint, "checkpoints")):
-            path = tf.train.latest_checkpoint(folder)
+    if tf.io.gfile.isdir(checkpoint):   # a folder (a model dir, its checkpoints/): its latest
+        searched = (checkpoint, os.path.join(checkpoint, "checkpoints"))
+        for folder in searched:
+            path = latest_in(folder)
             if path:
                 return path
+        raise UserError(f"--checkpoint={checkpoint}: no checkpoint in {searched[0]} nor "
+                        f"in {searched[1]}")
     folder = os.path.dirname(checkpoint) or checkpoints
-    found = sorted((os.path.basename(p)[:-len(".index")] for p in tf.io.gfile.glob(
-        os.path.join(folder, "*.index"))), key=lambda name: (len(name), name))  # ckpt-9, -10
-    raise UserError(f"--checkpoint={checkpoint} is not latest, best or a checkpoint path; "
-                    + (f"{folder} has {', '.join(found)}" if found else
-                       f"{folder} holds no checkpoint"))
+    found = checkpoint_names(folder)
+    raise UserError(f"--checkpoint={checkpoint} is not latest, best, a checkpoint path or a "
+                    "folder of checkpoints; " + (f"{folder} has {', '.join(found)}" if found
+                                                 else f"no checkpoint in {folder}"))
+
+
+def latest_in(folder):
+    """The latest checkpoint of `folder` by TF's state file, else the
+    highest-numbered one there (a folder copied without that file), or None."""
+    names = checkpoint_names(folder)
+    return tf.train.latest_checkpoint(folder) or (
+        os.path.join(folder, names[-1]) if names else None)
+
+
+def checkpoint_names(folder):
+    """The checkpoints in `folder` by name, oldest first (ckpt-9 before ckpt-10)."""
+    return sorted((os.path.basename(p)[:-len(".index")] for p in tf.io.gfile.glob(
+        os.path.join(folder, "*.index"))), key=lambda name: (len(name), name))
 
 
 def load_modules(model_dir, checkpoint="latest", streams=None, attention_dir=None,

@@ -29,6 +29,7 @@ import urllib.request
 import numpy as np
 
 from dgam_tf.errors import UserError
+from dgam_tf.tf_setup import import_tensorflow
 from dgam_tf.export.signatures import (  # noqa: F401  (the client's API)
     LOCALIZE, MODEL_NAME, SERVING_DEFAULT, localize_inputs, localize_request,
     predict_request, serving_default_inputs, serving_default_request)
@@ -275,6 +276,8 @@ def main(argv=None):
         given.append("flow")
     if len(given) != 1:
         parser.error("give the video as --rgb and/or --flow, --joint or --record")
+    if args.record or args.protocol == "grpc":   # they import TensorFlow: quietly
+        import_tensorflow()
     try:
         outputs = {video_id: localize_remote(features, duration, args)
                    for video_id, features, duration in read_videos(args)}

@@ -60,7 +60,8 @@ class PeriodicValidation:
               + (f" ({alone} alone)" if alone else ""), flush=True)
         with self.writer.as_default(step=epoch):
             for t, m in zip(metrics["tiou_thresholds"], metrics["mAP"]):
-                tf.summary.scalar(f"{self.split}/mAP@{t:g}", m)
+                tf.summary.scalar(f"{self.split}/mAP@{t:g}", 100 * m,   # % as printed
+                                  description="mAP in percent")
             for video_id, image in drawn:
                 tf.summary.image(f"{self.split}/{video_id}", image)
         self._keep_if_best(self.checkpoint, epoch, name, score)

@@ -58,8 +58,8 @@ class Controller:
             trainer.checkpoint.restore(latest).assert_existing_objects_matched()
             epoch, epochs = int(trainer.epoch.numpy()), self.train_cfg.epochs
             if trainer.chief and epoch >= epochs:
-                print(f"Nothing left to train (epoch {epoch} of {epochs}, {latest})"
-                      + ("; evaluating" if self.final_evaluation else ""))
+                print(f"Nothing left to train: {latest} has trained {epoch} epochs, "
+                      f"--epochs={epochs}" + ("; evaluating it" if self.final_evaluation else ""))
             elif trainer.chief:
                 print(f"Resuming from {latest} (epoch {epoch})")
         return int(trainer.epoch.numpy())

@@ -79,5 +79,6 @@ class Profiler:
             self.active = False
             if self.verbose:
                 print(f"Profile written to {os.path.join(self.logdir, 'plugins', 'profile')}; "
-                      f"view it with: tensorboard --logdir {self.logdir} (Profile tab)",
+                      f"view it with: tensorboard --logdir {self.logdir} (Profile tab; it needs "
+                      "TensorBoard's profile plugin: pip install -e '.[profile]')",
                       flush=True)

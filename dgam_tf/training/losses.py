@@ -1,4 +1,4 @@
-"""DGAM losses (algorithm.md §3). Each returns per-example values [B] so the
+"""DGAM losses (docs/method.md §3). Each returns per-example values [B] so the
 caller can average over the global batch under a tf.distribute strategy."""
 import tensorflow as tf
 

@@ -55,6 +55,7 @@ def run(cfg):
     import tensorflow as tf
     from dgam_tf.evaluation import evaluate
     from dgam_tf.visualization import plots
+    evaluate.check_output_paths(cfg.model_dir, cfg.evaluation, cfg.data.test_split)
     distribute.split_cpu(cfg.train.cpu_devices)
     if cfg.train.deterministic:
         tf.config.experimental.enable_op_determinism()

@@ -1,4 +1,4 @@
-"""The two-stage DGAM training step (algorithm.md §4).
+"""The two-stage DGAM training step (docs/method.md §4).
 
 Every epoch runs two passes over the training set, each with its own shuffle:
 stage 1 updates only the CVAE (attention frozen), stage 2 only attention +

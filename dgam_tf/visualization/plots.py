@@ -1,6 +1,6 @@
 """One video's localization as a timeline picture (visualization/timeline.py):
 the attention of each stream, the weighted T-CAM u of the classes drawn
-(algorithm.md §5), the detections as bars per class and the ground truth.
+(docs/method.md §5), the detections as bars per class and the ground truth.
 
 Written as PNG files by `--mode=visualize` (`plot_model_dir`) and as image
 tensors for `tf.summary.image` during training (`video_image`, given the

@@ -42,7 +42,7 @@ FORMATS = ("dgam", "wtalc", "npy_dir")
 
 def convert(source_format, source_dir, out_dir, *, annotations=None, class_names=None,
             allow_pickle=False, feature_dtype="float16", stride=16, fps=25.0,
-            stream=None, num_shards=4, overwrite=False):
+            stream=None, feature_dim=None, num_shards=4, overwrite=False):
     """Converts a public feature release into a dataset folder.
 
     Args:
@@ -63,6 +63,9 @@ def convert(source_format, source_dir, out_dir, *, annotations=None, class_names
         For `npy_dir` it also says how the files are laid out: with a stream
         each file holds that one stream `[T, D]`, without one rgb and flow
         side by side `[T, 2 D]`.
+      feature_dim: `npy_dir` with a stream: the stream's feature size D;
+        files of width 2 D are then rgb and flow side by side, and the
+        stream's half is converted.
       num_shards: record files per split.
       overwrite: replace an existing `out_dir`.
 
@@ -93,7 +96,7 @@ def convert(source_format, source_dir, out_dir, *, annotations=None, class_names
     elif source_format == "wtalc":
         source = wtalc.read(source_dir, names, allow_pickle, stream, stride / fps)
     else:
-        source = npy_dir.read(source_dir, annotations, names, stream, stride, fps)
+        source = npy_dir.read(source_dir, annotations, names, stream, stride, fps, feature_dim)
     info = records.DatasetInfo(
         class_names=list(source.class_names), streams=source.streams,
         feature_dim=source.feature_dim, feature_dtype=feature_dtype,
@@ -115,5 +118,10 @@ def run(cfg):
                    allow_pickle=conv.allow_pickle, feature_dtype=conv.feature_dtype,
                    stride=conv.stride, fps=conv.fps,
                    stream=data.streams[0] if len(data.streams) == 1 else None,
-                   overwrite=conv.overwrite)
+                   feature_dim=data.feature_dim, overwrite=conv.overwrite)
     print(f"Wrote {data.data_dir}: " + records.split_summary(info))
+    if conv.source_format == "npy_dir" and len(data.streams) == 1 and not data.feature_dim:
+        print(f"note: each .npy was read as the {data.streams[0]} stream alone, D = "
+              f"{info.feature_dim}; for rgb and flow side by side [T, 2 D], convert again "
+              f"with --feature_dim={info.feature_dim // 2} to take the "
+              f"{data.streams[0]} half, or without --streams to keep both")

@@ -2,13 +2,19 @@
 ActivityNet/ActionFormer-style annotation JSON."""
 import os
 
+import numpy as np
+
 from dgam_tf.config import STREAMS
 from dgam_tf.data.converters import common
 from dgam_tf.errors import UserError
 
 
-def read(source_dir, annotations, class_names, stream, stride, fps):
-    """Reads per-video .npy files and an annotation JSON into a common.Source."""
+def read(source_dir, annotations, class_names, stream, stride, fps, stream_dim=None):
+    """Reads per-video .npy files and an annotation JSON into a common.Source.
+
+    With `stream`, a file is that stream alone [T, D], or, when `stream_dim`
+    is given and a file is twice as wide, rgb and flow side by side
+    [T, 2 stream_dim], of which `stream`'s half is taken."""
     json_path = annotations or common.only_file([source_dir], "*.json",
                                           "annotation JSON; pass --annotations")
     database = common.read_database(json_path)
@@ -30,9 +36,12 @@ def read(source_dir, annotations, class_names, stream, stride, fps):
         if not common.is_file(path):
             raise UserError(f"missing feature file {path} for video '{video_id}' of {json_path}")
         where = f"{path} (video '{video_id}')"
-        if stream:
-            return {stream: common.check_features(common.load_npy(path), where, feature_dim)}
-        return common.joint_streams(common.load_npy(path), where, feature_dim)
+        x = common.load_npy(path)
+        if not stream:
+            return common.joint_streams(x, where, feature_dim)
+        if stream_dim and np.ndim(x) == 2 and np.shape(x)[1] == 2 * stream_dim:
+            return {stream: common.joint_streams(x, where, feature_dim)[stream]}
+        return {stream: common.check_features(x, where, feature_dim or stream_dim)}
 
     feature_dim = next(iter(load(chosen[0][0]).values())).shape[1]
 
