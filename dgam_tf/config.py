@@ -322,3 +322,7 @@ class Config:
     export: ExportConfig = ExportConfig()
     convert: ConvertConfig = ConvertConfig()
     extract: ExtractConfig = ExtractConfig()
+
+
+# --mode=export_i3d's --export_dir unless given: beside the DGAM export.
+I3D_EXPORT_DIR = os.path.join("savedmodel", "i3d")

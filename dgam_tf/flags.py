@@ -26,6 +26,7 @@ MODES = {
     "export": "write a SavedModel for TF Serving to --export_dir",
     "visualize": "plot attention, T-CAM and detections to <model_dir>/plots/",
     "extract": "I3D features of the videos in --video_dir, as records in --data_dir",
+    "export_i3d": "write the I3D feature extractor as a SavedModel for TF Serving",
 }
 # Flags that define a trained model; eval, export and visualize rebuild it
 # from its model.json instead.
@@ -243,8 +244,9 @@ def define_flags(fv=flags.FLAGS):
 
     # Export.
     flags.DEFINE_string("export_dir", config_lib.ExportConfig.export_dir,
-                        "SavedModel base folder; versions "
-                        "are written to numbered subfolders.", **d)
+                        "SavedModel base folder; versions are written to numbered "
+                        f"subfolders (--mode=export_i3d: default {config_lib.I3D_EXPORT_DIR}).",
+                        **d)
     flags.DEFINE_integer("export_version", config_lib.ExportConfig.export_version,
                          "Version number (default: latest + 1).", **d)
 
@@ -359,14 +361,18 @@ def _profile_range(fv):
     return start, end
 
 
-def _validate(fv):
-    """Refuses impossible settings before any work starts (one clear line)."""
+def _validate_streams(fv):
     unknown = [s for s in fv.streams if s not in STREAMS]
     if unknown or not fv.streams:
         raise UserError(f"--streams must be a non-empty subset of rgb,flow, got "
                         f"{','.join(fv.streams)}")
     if len(set(fv.streams)) != len(fv.streams):
         raise UserError("--streams lists a stream twice")
+
+
+def _validate(fv):
+    """Refuses impossible settings before any work starts (one clear line)."""
+    _validate_streams(fv)
     positive = ["num_segments", "batch_size", "epochs", "test_min_segments",
                 "test_max_segments", "batch_reuse_epochs", "ramp_chunk_epochs",
                 "attention_hidden", "cvae_hidden", "latent_dim", "ramp_epochs",
@@ -399,6 +405,8 @@ def parse(fv=flags.FLAGS):
     run = dict(mode=fv.mode, model_dir=fv.model_dir, tf_logs=fv.tf_logs)
     if fv.mode == "eval_detections":
         return config_lib.Config(**run, evaluation=_eval_config(fv))
+    if fv.mode == "export_i3d":
+        return _export_i3d_config(fv, run)
     streams = tuple(fv.streams)
     data = config_lib.DataConfig(**_values(fv, config_lib.DataConfig, "streams"),
                                  streams=streams)
@@ -452,3 +460,16 @@ def _eval_config(fv):
     return config_lib.EvalConfig(
         **_values(fv, config_lib.EvalConfig, "tiou_thresholds", "plot_videos"),
         tiou_thresholds=thresholds, plot_videos=tuple(fv.plot_videos))
+
+
+def _export_i3d_config(fv, run):
+    """--mode=export_i3d's settings: --streams, the I3D weights and clip shape
+    (export/i3d.py checks the shape), the export folder and version."""
+    _validate_streams(fv)
+    export_dir = (config_lib.I3D_EXPORT_DIR if fv["export_dir"].using_default_value
+                  else fv.export_dir)
+    return config_lib.Config(
+        **run, data=config_lib.DataConfig(streams=tuple(fv.streams)),
+        extract=config_lib.ExtractConfig(**_values(fv, config_lib.ExtractConfig)),
+        export=config_lib.ExportConfig(export_dir=export_dir, export_version=fv.export_version,
+                                       overwrite=fv.overwrite))

@@ -33,7 +33,7 @@ INCEPTION = [
 NUM_CLASSES = 7
 
 
-def conv_units(in_channels):
+def conv_units(in_channels, num_classes):
     """{DeepMind unit scope: (in, out, kernel)} of the whole network."""
     units = {"Conv3d_1a_7x7": (in_channels, 64, 7), "Conv3d_2b_1x1": (64, 64, 1),
              "Conv3d_2c_3x3": (64, 192, 3)}
@@ -52,16 +52,16 @@ def conv_units(in_channels):
             f"{name}/Branch_3/Conv3d_0b_1x1": (channels, b3, 1),
         })
         channels = b0 + b1b + b2b + b3
-    units["Logits/Conv3d_0c_1x1"] = (channels, NUM_CLASSES, 1)
+    units["Logits/Conv3d_0c_1x1"] = (channels, num_classes, 1)
     return units
 
 
-def random_weights(in_channels, seed):
+def random_weights(in_channels, seed, num_classes=NUM_CLASSES):
     """{scope: {"w", "b" | "beta", "mean", "var"}} of random float32 arrays,
     scaled (He) so that activations stay of order 1 through the network."""
     rng = np.random.default_rng(seed)
     weights = {}
-    for scope, (n_in, n_out, k) in conv_units(in_channels).items():
+    for scope, (n_in, n_out, k) in conv_units(in_channels, num_classes).items():
         fan_in = k ** 3 * n_in
         unit = {"w": rng.normal(0, np.sqrt(2 / fan_in), (k, k, k, n_in, n_out))}
         if scope.startswith("Logits"):
@@ -153,7 +153,7 @@ def numpy_head(mixed_5c, logits_unit):
 
 def keras_i3d(stream, weights):
     """The Keras I3D with `weights` assigned to its units by DeepMind's scope."""
-    model = I3D(stream, num_classes=NUM_CLASSES)
+    model = I3D(stream, num_classes=weights["Logits/Conv3d_0c_1x1"]["b"].shape[0])
     model.build()
     assert sorted(model.units) == sorted(weights)
     for scope, unit in weights.items():

@@ -169,7 +169,7 @@ class DGAMServing(tf.Module):
             shape = tf.shape(x)
             # Zeros in front make indexing safe whatever the actual rank.
             padded = tf.concat([tf.zeros([rank], tf.int32), shape], axis=0)[-rank:]
-            ok = ((_runtime_rank(x) == rank) & (padded[-1] == self._feature_dim)
+            ok = ((runtime_rank(x) == rank) & (padded[-1] == self._feature_dim)
                   & (padded[-2] > 0))
             checks.append(tf.debugging.Assert(ok, [
                 f"{stream}_features must be float32 {layout} with D = {self._feature_dim} "
@@ -214,7 +214,7 @@ class DGAMServing(tf.Module):
                 signatures.localize_request(video, duration=0.0)]
 
 
-def _runtime_rank(x):
+def runtime_rank(x):
     """The rank of the tensor actually fed, int32 [].
 
     tf.rank would give the declared rank at tracing time, which TF Serving
@@ -276,11 +276,32 @@ def export_models(models, class_names, export_dir, *, version=None, overwrite=Fa
     if not 1 <= test_min_segments <= test_max_segments:
         raise UserError("test sampling needs 1 <= test_min_segments <= test_max_segments, "
                         f"got {test_min_segments} and {test_max_segments}")
+    module = DGAMServing(models, class_names, localization_config,
+                         test_min_segments, test_max_segments)
+    return save_version(module, export_dir, version, overwrite)
+
+
+def save_version(module, export_dir, version=None, overwrite=False):
+    """Writes a serving module as SavedModel version `<export_dir>/<version>/`,
+    atomically, with its warm-up requests.
+
+    Args:
+      module: a tf.Module with `signature_functions()` ({name: tf.function})
+        and `warmup_requests()` (PredictRequests).
+      export_dir: base folder of the versions (TF Serving's base_path).
+      version: version number; None = latest existing + 1 (1 when empty).
+      overwrite: replace an existing version (otherwise an error).
+
+    Returns:
+      The version folder.
+
+    Raises:
+      UserError: the version exists (without `overwrite`), a bad version, or
+        `export_dir` cannot be written.
+    """
     version = next_version(export_dir) if version is None else version
     if version < 1:
         raise UserError(f"export version must be a positive number, got {version}")
-    module = DGAMServing(models, class_names, localization_config,
-                         test_min_segments, test_max_segments)
     path = os.path.join(export_dir, str(version))
     with files.atomic_output_dir(path, overwrite=overwrite) as tmp:
         tf.saved_model.save(module, tmp, signatures=module.signature_functions())
