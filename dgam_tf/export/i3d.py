@@ -39,10 +39,7 @@ class I3DServing(tf.Module):
     """The serving module: one I3D per stream, its signatures by name.
 
     Attributes:
-      weights: the networks' tf.Variables. They, not the Keras layers, are
-        what the module tracks: a SavedModel tracking Keras 3 layers loads
-        in TF2's `tf.saved_model.load` but not in the session-based loader
-        of TF Serving and saved_model_cli ("Could not find variable ...").
+      weights: the networks' tf.Variables (see `saved_model.Untracked`).
     """
 
     def __init__(self, models, frames=16, size=224):
@@ -53,18 +50,19 @@ class I3DServing(tf.Module):
           frames, size: the clip shape every request must have.
         """
         super().__init__(name="i3d_serving")
-        self.weights = [v.value for stream in sorted(models) for v in models[stream].weights]
+        self._models = saved_model.Untracked(dict(models))
+        self.weights = saved_model.serving_variables(models.values())
         self._clip = (frames, size, size)
         self._functions = {}
         for stream in (s for s in STREAMS if s in models):
             spec = [None, *self._clip, i3d.STREAM_CHANNELS[stream]]
             self._functions[stream] = tf.function(
-                lambda clips, stream=stream: self._features(models[stream], clips),
+                lambda clips, stream=stream: self._features(self._models.value[stream], clips),
                 input_signature=[tf.TensorSpec(spec, tf.float32, name="clips")],
                 autograph=False)
             if stream == "rgb":
                 self._functions[signatures.RGB_UINT8] = tf.function(
-                    lambda clips: self._rgb_uint8_features(models["rgb"], clips),
+                    lambda clips: self._rgb_uint8_features(self._models.value["rgb"], clips),
                     input_signature=[tf.TensorSpec(spec, tf.uint8, name="clips")],
                     autograph=False)
 

@@ -54,6 +54,8 @@ class DGAMServing(tf.Module):
     Attributes:
       serving_default, localize: the signature functions (see the module
         docstring for their inputs and outputs).
+      weights: the tf.Variables of the attention heads and classifiers
+        (see `Untracked`).
     """
 
     def __init__(self, models, class_names, localization_config=None,
@@ -85,8 +87,10 @@ class DGAMServing(tf.Module):
                              f"{self._num_classes} classes")
         self._config = localization_config or LocalizationConfig()
         self._sample_range = (test_min_segments, test_max_segments)
-        self.attention = {s: models[s].attention for s in self._streams}
-        self.classifier = {s: models[s].classifier for s in self._streams}
+        self._layers = Untracked({s: (models[s].attention, models[s].classifier)
+                                  for s in self._streams})
+        self.weights = serving_variables(layer for pair in self._layers.value.values()
+                                         for layer in pair)
         # Signatures are built per instance: their inputs depend on the streams.
         def features(shape):
             return [tf.TensorSpec(shape + [self._feature_dim], tf.float32,
@@ -203,8 +207,8 @@ class DGAMServing(tf.Module):
           background dropped) and tcam [B, T, C] (no bias), float32; padded
           positions have attention and T-CAM 0 and do not enter the pooling.
         """
-        return video_outputs(self.attention[stream], self.classifier[stream],
-                             self._num_classes, x, lengths)
+        attention, classifier = self._layers.value[stream]
+        return video_outputs(attention, classifier, self._num_classes, x, lengths)
 
     def warmup_requests(self):
         """PredictRequests for both signatures on an all-zero short video."""
@@ -212,6 +216,25 @@ class DGAMServing(tf.Module):
                  for s in self._streams}
         return [signatures.serving_default_request([video]),
                 signatures.localize_request(video, duration=0.0)]
+
+
+class Untracked:
+    """Holds Keras 3 layers in a serving tf.Module without the module tracking
+    them; the module tracks `serving_variables(layers)` instead.
+
+    A SavedModel whose module tracks Keras 3 layers restores in TF2's
+    `tf.saved_model.load`, but in the session-based loader of TF Serving and
+    `saved_model_cli run` every read fails with "Could not find variable
+    ..."; tracking the layers' tf.Variables directly restores in both.
+    """
+
+    def __init__(self, value):
+        self.value = value
+
+
+def serving_variables(layers):
+    """[tf.Variable] of every weight of Keras 3 `layers` (see `Untracked`)."""
+    return [weight.value for layer in layers for weight in layer.weights]
 
 
 def runtime_rank(x):
