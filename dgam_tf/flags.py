@@ -319,8 +319,10 @@ def usage(header, fv=flags.FLAGS):
     for group, group_flags in flag_groups(fv).items():
         lines += ["", f"{group} flags:"]
         for flag in group_flags:
+            # An enum's "<a|b|...>" stays whole: a wrap inside it would split a value.
             lines += [f"  {_flag_line(flag)}", textwrap.fill(
-                flag.help, 79, initial_indent=" " * 6, subsequent_indent=" " * 6)]
+                flag.help, 79, initial_indent=" " * 6, subsequent_indent=" " * 6,
+                break_long_words=False)]
     lines += ["", "--helpfull also lists absl's own flags."]
     return "\n".join(lines)
 

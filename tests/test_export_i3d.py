@@ -18,7 +18,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 from dgam_tf import flags as dgam_flags
 from dgam_tf import main
 from dgam_tf.errors import UserError
-from dgam_tf.export import saved_model
+from dgam_tf.export import saved_model, signatures
 from dgam_tf.features import weights
 from test_i3d import keras_i3d, random_weights
 
@@ -210,3 +210,20 @@ def test_default_export_dir_is_beside_dgam():
     assert cfg.export.export_dir == os.path.join("savedmodel", "i3d")
     assert dgam_flags.parse_args(["--mode=export"]).export.export_dir == os.path.join(
         "savedmodel", "dgam")
+
+
+def test_models_config_serves_both_exports():
+    """savedmodel/models.config serves each default --export_dir under its
+    model name, mounted at /models."""
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    path = os.path.join(os.path.dirname(__file__), "..", "savedmodel", "models.config")
+    with open(path, encoding="utf-8") as f:
+        config = text_format.Parse(f.read(), model_server_config_pb2.ModelServerConfig())
+    served = {m.name: m.base_path for m in config.model_config_list.config}
+    folders = {name: dgam_flags.parse_args([f"--mode={mode}"]).export.export_dir
+               for name, mode in ((signatures.MODEL_NAME, "export"),
+                                  (signatures.I3D_MODEL_NAME, "export_i3d"))}
+    assert served == {name: "/models/" + os.path.relpath(folder, "savedmodel")
+                      for name, folder in folders.items()}
