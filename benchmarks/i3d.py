@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from dgam_tf.features import i3d  # noqa: E402
-from train_step import matmul_peak_gflops  # noqa: E402
+from train_step import matmul_peak_gflops, peak_figures, peak_medians  # noqa: E402
 
 
 def conv_gflop(concrete_function):
@@ -81,8 +81,7 @@ def main():
     peak_after = matmul_peak_gflops(args.peak_size)
 
     seconds, cpu_seconds = statistics.median(wall), statistics.median(cpu)
-    peak = statistics.median([peak_before[0], peak_after[0]])
-    peak_per_cpu = statistics.median([peak_before[1], peak_after[1]])
+    peak, peak_per_cpu = peak_medians(peak_before, peak_after)
     achieved, achieved_per_cpu = gflop / seconds, gflop / cpu_seconds
     result = {
         "stream": args.stream, "clip_shape": shape,
@@ -91,13 +90,7 @@ def main():
         "s_per_call": round(seconds, 3),
         "cpu_s_per_call": round(cpu_seconds, 3),
         "clips_per_s": round(args.clips / seconds, 2),
-        "achieved_gflops": round(achieved, 1),
-        "matmul_peak_gflops": round(peak, 1),
-        "matmul_peak_gflops_before_after": [round(peak_before[0], 1), round(peak_after[0], 1)],
-        "fraction_of_peak": round(achieved / peak, 3),
-        "achieved_gflop_per_cpu_s": round(achieved_per_cpu, 1),
-        "matmul_peak_gflop_per_cpu_s": round(peak_per_cpu, 1),
-        "fraction_of_peak_cpu": round(achieved_per_cpu / peak_per_cpu, 3),
+        **peak_figures((achieved, achieved_per_cpu), peak_before, peak_after),
         "repeats": args.repeats,
         "jit_compile": args.jit_compile,
         "mixed_precision": args.mixed_precision,

@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
-from conftest import TINY_DATA, TINY_MODEL, read_videos
+from conftest import FRESH_SAVED_MODEL_CLI, TINY_DATA, TINY_MODEL, read_videos
 from dgam_tf import flags as dgam_flags
 from dgam_tf import main
 from dgam_tf.data import sampling
@@ -34,33 +34,10 @@ STREAMS = ("rgb", "flow")
 # `saved_model_cli` script run in the same process (one TF start-up instead
 # of three), work_dir/cli.txt (`show --all`) and work_dir/cli_run/*.npy
 # (`run` of serving_default: TF Serving's session-based loader).
-FRESH_PYTHON = r"""
-import contextlib, importlib.abc, runpy, sys
-
-class Blocker(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("dgam_tf", "tensorflow_probability"):
-            raise ImportError(f"{name} is blocked in this test")
-
-sys.meta_path.insert(0, Blocker())
-try:
-    import dgam_tf
-    raise SystemExit("the import blocker does not work")
-except ImportError:
-    pass
-
+FRESH_PYTHON = FRESH_SAVED_MODEL_CLI + r"""
 import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
-
-export_path, work, cli = sys.argv[1:]
-
-def saved_model_cli(*args):
-    sys.argv = [cli, *args]
-    try:
-        runpy.run_path(cli, run_name="__main__")
-    except SystemExit as done:
-        assert not done.code, done.code
 
 with open(work + "/cli.txt", "w") as shown, contextlib.redirect_stdout(shown):
     saved_model_cli("show", "--all", "--dir", export_path)

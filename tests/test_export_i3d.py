@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
+from conftest import FRESH_SAVED_MODEL_CLI
 from dgam_tf import flags as dgam_flags
 from dgam_tf import main
 from dgam_tf.errors import UserError
@@ -27,28 +28,10 @@ FRAMES, SIZE = 9, 193
 SIGNATURES = {"rgb": ("rgb", np.float32), "rgb_uint8": ("rgb", np.uint8),
               "flow": ("flow", np.float32)}
 
-# Runs in a fresh interpreter: argv = [export_path, work_dir, saved_model_cli].
-# Runs `saved_model_cli show --all` (into work/cli.txt) and `saved_model_cli
-# run` on each work/<signature>.npy (into work/<signature>/features.npy), in
-# one process (one TF start-up).
-FRESH_PYTHON = r"""
-import contextlib, importlib.abc, os, runpy, sys
-
-class Blocker(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "dgam_tf":
-            raise ImportError(f"{name} is blocked in this test")
-
-sys.meta_path.insert(0, Blocker())
-export_path, work, cli = sys.argv[1:]
-
-def saved_model_cli(*args):
-    sys.argv = [cli, *args]
-    try:
-        runpy.run_path(cli, run_name="__main__")
-    except SystemExit as done:
-        assert not done.code, done.code
-
+# Run by a fresh Python (conftest.FRESH_SAVED_MODEL_CLI): `saved_model_cli
+# show --all` into work/cli.txt, and `saved_model_cli run` of each
+# work/<signature>.npy into work/<signature>/features.npy.
+FRESH_PYTHON = FRESH_SAVED_MODEL_CLI + r"""
 with open(work + "/cli.txt", "w") as shown, contextlib.redirect_stdout(shown):
     saved_model_cli("show", "--all", "--dir", export_path)
 for name in ("rgb", "rgb_uint8", "flow"):
