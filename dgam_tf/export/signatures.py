@@ -89,7 +89,6 @@ def localize_request(features, duration=0.0, model_name=MODEL_NAME, version=None
 # stream on float clips in [-1, 1], and RGB's on uint8 frames.
 I3D_MODEL_NAME = "i3d"
 RGB_UINT8 = "rgb_uint8"
-I3D_SIGNATURES = {"rgb": "rgb", "flow": "flow", RGB_UINT8: RGB_UINT8}
 
 
 def i3d_request(signature_name, clips, version=None):
