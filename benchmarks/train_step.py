@@ -130,6 +130,33 @@ def matmul_peak_gflops(size=4096, repeats=5):
     return gflop / statistics.median(wall), gflop / statistics.median(cpu)
 
 
+def peak_figures(achieved, peak_before, peak_after):
+    """The JSON figures comparing a rate with the matmul peak.
+
+    Args:
+      achieved: (GFLOP per wall-clock second, GFLOP per CPU-second).
+      peak_before, peak_after: `matmul_peak_gflops` before and after timing.
+    """
+    peak, peak_per_cpu = peak_medians(peak_before, peak_after)
+    return {
+        "achieved_gflops": round(achieved[0], 1),
+        "matmul_peak_gflops": round(peak, 1),
+        "matmul_peak_gflops_before_after": [round(peak_before[0], 1), round(peak_after[0], 1)],
+        "fraction_of_peak": round(achieved[0] / peak, 3),
+        # The same two rates per CPU-second of this process: robust to other
+        # jobs taking cores away (but not to their effect on caches).
+        "achieved_gflop_per_cpu_s": round(achieved[1], 1),
+        "matmul_peak_gflop_per_cpu_s": round(peak_per_cpu, 1),
+        "fraction_of_peak_cpu": round(achieved[1] / peak_per_cpu, 3),
+    }
+
+
+def peak_medians(peak_before, peak_after):
+    """(GFLOP/s, GFLOP per CPU-second) of the peak: medians of before and after."""
+    return (statistics.median([peak_before[0], peak_after[0]]),
+            statistics.median([peak_before[1], peak_after[1]]))
+
+
 def _tiny_dataset(path, stream, feature_dim, num_classes, num_videos):
     """The Trainer only needs a train split of the right D and C to exist."""
     info = records.DatasetInfo(class_names=[f"class{c}" for c in range(num_classes)],
@@ -228,8 +255,7 @@ def main():
     seconds, cpu_seconds = median(wall), median(cpu)
     gflop = step_gflop(args.batch_size, args.num_segments, args.feature_dim, args.num_classes,
                        model.attention_hidden, model.cvae_hidden, model.latent_dim)
-    peak = median([peak_before[0], peak_after[0]])
-    peak_per_cpu = median([peak_before[1], peak_after[1]])
+    peak, peak_per_cpu = peak_medians(peak_before, peak_after)
     achieved = gflop["total"] / seconds
     achieved_per_cpu = gflop["total"] / cpu_seconds
     result = {
@@ -242,15 +268,7 @@ def main():
         "gflop_per_step": round(gflop["total"], 2),
         "gflop_stage1": round(gflop["stage1"], 2),
         "gflop_stage2": round(gflop["stage2"], 2),
-        "achieved_gflops": round(achieved, 1),
-        "matmul_peak_gflops": round(peak, 1),
-        "matmul_peak_gflops_before_after": [round(peak_before[0], 1), round(peak_after[0], 1)],
-        "fraction_of_peak": round(achieved / peak, 3),
-        # The same two rates per CPU-second of this process: robust to other
-        # jobs taking cores away (but not to their effect on caches).
-        "achieved_gflop_per_cpu_s": round(achieved_per_cpu, 1),
-        "matmul_peak_gflop_per_cpu_s": round(peak_per_cpu, 1),
-        "fraction_of_peak_cpu": round(achieved_per_cpu / peak_per_cpu, 3),
+        **peak_figures((achieved, achieved_per_cpu), peak_before, peak_after),
         "gflop_direct_mse": round(gflop["direct_mse"], 2),
         "steps": args.steps,
         "jit_compile": args.jit_compile,

@@ -436,3 +436,7 @@ class Config:
     convert: ConvertConfig = ConvertConfig()
     extract: ExtractConfig = ExtractConfig()
     plot: PlotConfig = PlotConfig()
+
+
+# --mode=export_i3d's --export_dir unless given: beside the DGAM export.
+I3D_EXPORT_DIR = os.path.join("savedmodel", "i3d")

@@ -26,6 +26,7 @@ MODES = {
     "export": "write a SavedModel for TF Serving to --export_dir",
     "visualize": "plot attention, T-CAM and detections to <model_dir>/plots/",
     "extract": "I3D features of the videos in --video_dir, as records in --data_dir",
+    "export_i3d": "write the I3D feature extractor as a SavedModel for TF Serving",
 }
 # Flags that define a trained model; eval, export and visualize rebuild it
 # from its model.json instead.
@@ -244,8 +245,9 @@ def define_flags(fv=flags.FLAGS):
 
     # Export.
     flags.DEFINE_string("export_dir", config_lib.ExportConfig.export_dir,
-                        "SavedModel base folder; versions "
-                        "are written to numbered subfolders.", **d)
+                        "SavedModel base folder; versions are written to numbered "
+                        f"subfolders (--mode=export_i3d: default {config_lib.I3D_EXPORT_DIR}).",
+                        **d)
     flags.DEFINE_integer("export_version", config_lib.ExportConfig.export_version,
                          "Version number (default: latest + 1).", **d)
 
@@ -327,8 +329,10 @@ def usage(header, fv=flags.FLAGS):
     for group, group_flags in flag_groups(fv).items():
         lines += ["", f"{group} flags:"]
         for flag in group_flags:
+            # An enum's "<a|b|...>" stays whole: a wrap inside it would split a value.
             lines += [f"  {_flag_line(flag)}", textwrap.fill(
-                flag.help, 79, initial_indent=" " * 6, subsequent_indent=" " * 6)]
+                flag.help, 79, initial_indent=" " * 6, subsequent_indent=" " * 6,
+                break_long_words=False)]
     lines += ["", "--helpfull also lists absl's own flags."]
     return "\n".join(lines)
 
@@ -381,6 +385,8 @@ def parse(fv=flags.FLAGS):
     run = dict(mode=fv.mode, model_dir=fv.model_dir, tf_logs=fv.tf_logs)
     if fv.mode == "eval_detections":
         return config_lib.Config(**run, evaluation=_eval_config(fv))
+    if fv.mode == "export_i3d":
+        return _export_i3d_config(fv, run)
     streams = tuple(fv.streams)
     data = config_lib.DataConfig(**_values(fv, config_lib.DataConfig, "streams"),
                                  streams=streams)
@@ -427,3 +433,15 @@ def _eval_config(fv):
     return config_lib.EvalConfig(
         **_values(fv, config_lib.EvalConfig, "tiou_thresholds", "plot_videos"),
         tiou_thresholds=thresholds, plot_videos=tuple(fv.plot_videos))
+
+
+def _export_i3d_config(fv, run):
+    """--mode=export_i3d's settings: --streams, the I3D weights and clip shape
+    (export/i3d.py checks the shape), the export folder and version."""
+    export_dir = (config_lib.I3D_EXPORT_DIR if fv["export_dir"].using_default_value
+                  else fv.export_dir)
+    return config_lib.Config(
+        **run, data=config_lib.DataConfig(streams=tuple(fv.streams)),
+        extract=config_lib.ExtractConfig(**_values(fv, config_lib.ExtractConfig)),
+        export=config_lib.ExportConfig(export_dir=export_dir, export_version=fv.export_version,
+                                       overwrite=fv.overwrite))

@@ -30,6 +30,7 @@ RUNNERS = {
     "convert": "dgam_tf.data.converters",
     "synth": "dgam_tf.data.builtin",
     "extract": "dgam_tf.features.extract",
+    "export_i3d": "dgam_tf.export.i3d",
 }
 NO_TENSORFLOW = ("eval_detections",)       # numpy only
 RESTORING = ("eval", "visualize", "export")  # rebuild the model from model.json

@@ -18,6 +18,36 @@ TINY_MODEL = dict(epochs=2, batch_size=4, num_segments=24, ramp_epochs=1,
                   test_min_segments=4, test_max_segments=40, progress=False)
 
 
+# The start of a script that a fresh Python runs to read an export as TF
+# Serving would: dgam_tf and TFP cannot be imported, argv is [export_path,
+# work_dir, path of saved_model_cli], and `saved_model_cli(*args)` runs that
+# script in the same process (one TF start-up for all its commands).
+FRESH_SAVED_MODEL_CLI = r"""
+import contextlib, importlib.abc, runpy, sys
+
+class Blocker(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("dgam_tf", "tensorflow_probability"):
+            raise ImportError(f"{name} is blocked in this test")
+
+sys.meta_path.insert(0, Blocker())
+try:
+    import dgam_tf
+    raise SystemExit("the import blocker does not work")
+except ImportError:
+    pass
+
+export_path, work, cli = sys.argv[1:]
+
+def saved_model_cli(*args):
+    sys.argv = [cli, *args]
+    try:
+        runpy.run_path(cli, run_name="__main__")
+    except SystemExit as done:
+        assert not done.code, done.code
+"""
+
+
 def read_videos(data_dir, split, info=None):
     """Every Video of a split in file order, eagerly."""
     info = info or records.load_info(data_dir)

@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
-from conftest import TINY_DATA, TINY_MODEL, read_videos
+from conftest import FRESH_SAVED_MODEL_CLI, TINY_DATA, TINY_MODEL, read_videos
 from dgam_tf import flags as dgam_flags
 from dgam_tf import main
 from dgam_tf.data import sampling
@@ -31,34 +31,21 @@ STREAMS = ("rgb", "flow")
 
 # Runs in a fresh interpreter: argv = [export_path, work_dir, saved_model_cli].
 # Reads work_dir/inputs.npz; writes work_dir/outputs.npz and, from the
-# `saved_model_cli show --all` script run in the same process (one TF start-up
-# instead of two), work_dir/cli.txt.
-FRESH_PYTHON = r"""
-import contextlib, importlib.abc, runpy, sys
-
-class Blocker(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("dgam_tf", "tensorflow_probability"):
-            raise ImportError(f"{name} is blocked in this test")
-
-sys.meta_path.insert(0, Blocker())
-try:
-    import dgam_tf
-    raise SystemExit("the import blocker does not work")
-except ImportError:
-    pass
-
+# `saved_model_cli` script run in the same process (one TF start-up instead
+# of three), work_dir/cli.txt (`show --all`) and work_dir/cli_run/*.npy
+# (`run` of serving_default: TF Serving's session-based loader).
+FRESH_PYTHON = FRESH_SAVED_MODEL_CLI + r"""
 import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
-export_path, work, cli = sys.argv[1:]
-sys.argv = [cli, "show", "--all", "--dir", export_path]
 with open(work + "/cli.txt", "w") as shown, contextlib.redirect_stdout(shown):
-    try:
-        runpy.run_path(cli, run_name="__main__")
-    except SystemExit as done:
-        assert not done.code, done.code
+    saved_model_cli("show", "--all", "--dir", export_path)
+names = [n for n in ("rgb_features", "flow_features", "num_segments")
+         if n in np.load(work + "/inputs.npz")]
+saved_model_cli("run", "--dir", export_path, "--tag_set", "serve",
+                "--signature_def", "serving_default", "--outdir", work + "/cli_run",
+                "--inputs", ";".join(f"{n}={work}/inputs.npz[{n}]" for n in names))
 model = tf.saved_model.load(export_path)
 inputs = dict(np.load(work + "/inputs.npz"))
 streams = [s for s in ("rgb", "flow") if s + "_features" in inputs]
@@ -129,7 +116,8 @@ def fresh_run(export_path, videos, tmp_path_factory):
                    check=True, cwd=work, timeout=120,
                    env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     return {"cli": (work / "cli.txt").read_text(),
-            "outputs": dict(np.load(work / "outputs.npz"))}
+            "outputs": dict(np.load(work / "outputs.npz")),
+            "cli_run": {path.stem: np.load(path) for path in (work / "cli_run").glob("*.npy")}}
 
 
 def reference_detections(models, features, duration):
@@ -216,6 +204,14 @@ def test_fresh_process_serving_default_matches_models(fresh_run, models, videos)
                                        tcam, atol=1e-4)
             assert not outputs[f"batch_{s}_attention"][i, t:].any()
             assert not outputs[f"batch_{s}_tcam"][i, t:].any()
+
+
+def test_saved_model_cli_run_restores_the_variables(fresh_run):
+    """The session-based loader of TF Serving gives the outputs of TF2's."""
+    outputs, cli_run = fresh_run["outputs"], fresh_run["cli_run"]
+    assert sorted(cli_run) == sorted(k[len("batch_"):] for k in outputs if k.startswith("batch_"))
+    for name, value in cli_run.items():
+        np.testing.assert_allclose(value, outputs["batch_" + name], atol=1e-6, err_msg=name)
 
 
 def test_fresh_process_localize_matches_numpy(fresh_run, models, videos, tiny_info):

@@ -54,6 +54,8 @@ class DGAMServing(tf.Module):
     Attributes:
       serving_default, localize: the signature functions (see the module
         docstring for their inputs and outputs).
+      weights: the tf.Variables of the attention heads and classifiers
+        (see `Untracked`).
     """
 
     def __init__(self, models, class_names, localization_config=None,
@@ -85,8 +87,10 @@ class DGAMServing(tf.Module):
                              f"{self._num_classes} classes")
         self._config = localization_config or LocalizationConfig()
         self._sample_range = (test_min_segments, test_max_segments)
-        self.attention = {s: models[s].attention for s in self._streams}
-        self.classifier = {s: models[s].classifier for s in self._streams}
+        self._layers = Untracked({s: (models[s].attention, models[s].classifier)
+                                  for s in self._streams})
+        self.weights = serving_variables(layer for pair in self._layers.value.values()
+                                         for layer in pair)
         # Signatures are built per instance: their inputs depend on the streams.
         def features(shape):
             return [tf.TensorSpec(shape + [self._feature_dim], tf.float32,
@@ -169,7 +173,7 @@ class DGAMServing(tf.Module):
             shape = tf.shape(x)
             # Zeros in front make indexing safe whatever the actual rank.
             padded = tf.concat([tf.zeros([rank], tf.int32), shape], axis=0)[-rank:]
-            ok = ((_runtime_rank(x) == rank) & (padded[-1] == self._feature_dim)
+            ok = ((runtime_rank(x) == rank) & (padded[-1] == self._feature_dim)
                   & (padded[-2] > 0))
             checks.append(tf.debugging.Assert(ok, [
                 f"{stream}_features must be float32 {layout} with D = {self._feature_dim} "
@@ -203,8 +207,8 @@ class DGAMServing(tf.Module):
           background dropped) and tcam [B, T, C] (no bias), float32; padded
           positions have attention and T-CAM 0 and do not enter the pooling.
         """
-        return video_outputs(self.attention[stream], self.classifier[stream],
-                             self._num_classes, x, lengths)
+        attention, classifier = self._layers.value[stream]
+        return video_outputs(attention, classifier, self._num_classes, x, lengths)
 
     def warmup_requests(self):
         """PredictRequests for both signatures on an all-zero short video."""
@@ -214,7 +218,26 @@ class DGAMServing(tf.Module):
                 signatures.localize_request(video, duration=0.0)]
 
 
-def _runtime_rank(x):
+class Untracked:
+    """Holds Keras 3 layers in a serving tf.Module without the module tracking
+    them; the module tracks `serving_variables(layers)` instead.
+
+    A SavedModel whose module tracks Keras 3 layers restores in TF2's
+    `tf.saved_model.load`, but in the session-based loader of TF Serving and
+    `saved_model_cli run` every read fails with "Could not find variable
+    ..."; tracking the layers' tf.Variables directly restores in both.
+    """
+
+    def __init__(self, value):
+        self.value = value
+
+
+def serving_variables(layers):
+    """[tf.Variable] of every weight of Keras 3 `layers` (see `Untracked`)."""
+    return [weight.value for layer in layers for weight in layer.weights]
+
+
+def runtime_rank(x):
     """The rank of the tensor actually fed, int32 [].
 
     tf.rank would give the declared rank at tracing time, which TF Serving
@@ -276,11 +299,32 @@ def export_models(models, class_names, export_dir, *, version=None, overwrite=Fa
     if not 1 <= test_min_segments <= test_max_segments:
         raise UserError("test sampling needs 1 <= test_min_segments <= test_max_segments, "
                         f"got {test_min_segments} and {test_max_segments}")
+    module = DGAMServing(models, class_names, localization_config,
+                         test_min_segments, test_max_segments)
+    return save_version(module, export_dir, version, overwrite)
+
+
+def save_version(module, export_dir, version=None, overwrite=False):
+    """Writes a serving module as SavedModel version `<export_dir>/<version>/`,
+    atomically, with its warm-up requests.
+
+    Args:
+      module: a tf.Module with `signature_functions()` ({name: tf.function})
+        and `warmup_requests()` (PredictRequests).
+      export_dir: base folder of the versions (TF Serving's base_path).
+      version: version number; None = latest existing + 1 (1 when empty).
+      overwrite: replace an existing version (otherwise an error).
+
+    Returns:
+      The version folder.
+
+    Raises:
+      UserError: the version exists (without `overwrite`), a bad version, or
+        `export_dir` cannot be written.
+    """
     version = next_version(export_dir) if version is None else version
     if version < 1:
         raise UserError(f"export version must be a positive number, got {version}")
-    module = DGAMServing(models, class_names, localization_config,
-                         test_min_segments, test_max_segments)
     path = os.path.join(export_dir, str(version))
     with files.atomic_output_dir(path, overwrite=overwrite) as tmp:
         tf.saved_model.save(module, tmp, signatures=module.signature_functions())

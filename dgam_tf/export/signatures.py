@@ -83,3 +83,28 @@ def localize_request(features, duration=0.0, model_name=MODEL_NAME, version=None
     """`predict_request` for `localize` on one video (see `localize_inputs`)."""
     return predict_request(LOCALIZE, localize_inputs(features, duration),
                            model_name, version)
+
+
+# The served I3D feature extractor (`--mode=export_i3d`): one signature per
+# stream on float clips in [-1, 1], and RGB's on uint8 frames.
+I3D_MODEL_NAME = "i3d"
+RGB_UINT8 = "rgb_uint8"
+
+
+def i3d_request(signature_name, clips, version=None):
+    """A `PredictRequest` for the served I3D.
+
+    Args:
+      signature_name: "rgb" or "flow" (float32 clips in [-1, 1]), or
+        "rgb_uint8" (uint8 RGB frames, scaled in the graph).
+      clips: array [N, frames, size, size, channels] of the exported clip
+        shape (16 x 224 x 224 by default; 3 channels, flow 2).
+      version: a model version number, or None for the latest.
+
+    Returns:
+      `PredictRequest` with input "clips"; the response's "features" is
+      float32 [N, 1024].
+    """
+    dtype = np.uint8 if signature_name == RGB_UINT8 else np.float32
+    return predict_request(signature_name, {"clips": np.asarray(clips, dtype)},
+                           I3D_MODEL_NAME, version)
