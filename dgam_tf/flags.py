@@ -26,6 +26,7 @@ MODES = {
     "export": "write a SavedModel for TF Serving to --export_dir",
     "visualize": "plot attention, T-CAM and detections to <model_dir>/plots/",
     "extract": "I3D features of the videos in --video_dir, as records in --data_dir",
+    "study": "train --seeds in <model_dir>/seed_<k>/ (resumable), report mean and sd over them",
 }
 # Flags that define a trained model; eval, export and visualize rebuild it
 # from its model.json instead.
@@ -35,7 +36,8 @@ DATASETS = ("synthetic", "thumos14", "activitynet12")
 GROUP_STARTS = {"mode": "general", "dataset": "data", "attention_hidden": "model",
                 "model_dir": "training", "class_threshold": "localization",
                 "tiou_thresholds": "evaluation", "source_format": "data",
-                "export_dir": "export", "video_dir": "feature extraction"}
+                "export_dir": "export", "video_dir": "feature extraction",
+                "seeds": "study"}
 
 
 def define_flags(fv=flags.FLAGS):
@@ -272,6 +274,18 @@ def define_flags(fv=flags.FLAGS):
     flags.DEFINE_integer("clips_per_batch", extract_cfg.clips_per_batch,
                          "Clips of --segment_frames frames per I3D call.", **d)
 
+    # Study (--mode=study): the training flags above apply to every seed.
+    study_cfg = config_lib.StudyConfig
+    flags.DEFINE_list("seeds", _strs(study_cfg.seeds),
+                      "--mode=study: one training per seed, in <model_dir>/seed_<k>/.", **d)
+    flags.DEFINE_integer("study_parallel", study_cfg.parallel,
+                         "--mode=study: seeds trained at once on this machine (the CPU "
+                         "threads or the GPUs are split between them).", **d)
+    flags.DEFINE_list("study_variants", list(study_cfg.variants),
+                      "--mode=study: train each seed under each of these (gam, no_gam, "
+                      "float32, bfloat16) in <model_dir>/<variant>/seed_<k>/, and report "
+                      "each against the first, paired by seed.", **d)
+
 
 def _strs(numbers):
     """A list flag's default of numbers ("1", "0.03", ...)."""
@@ -435,7 +449,7 @@ def parse(fv=flags.FLAGS):
                                      checkpoint=fv.checkpoint, overwrite=fv.overwrite)
     return config_lib.Config(**run, data=data, model=model, train=train,
                              localization=localization, evaluation=_eval_config(fv),
-                             export=export, convert=convert)
+                             export=export, convert=convert, study=_study_config(fv))
 
 
 def _values(fv, cls, *besides):
@@ -452,3 +466,12 @@ def _eval_config(fv):
     return config_lib.EvalConfig(
         **_values(fv, config_lib.EvalConfig, "tiou_thresholds", "plot_videos"),
         tiou_thresholds=thresholds, plot_videos=tuple(fv.plot_videos))
+
+
+def _study_config(fv):
+    try:
+        seeds = tuple(int(s) for s in fv.seeds)
+    except ValueError:
+        raise UserError(f"--seeds must be integers, got {','.join(fv.seeds)}") from None
+    return config_lib.StudyConfig(seeds=seeds, parallel=fv.study_parallel,
+                                  variants=tuple(fv.study_variants))

@@ -28,12 +28,14 @@ RUNNERS = {
     "convert": "dgam_tf.data.converters",
     "synth": "dgam_tf.data.builtin",
     "extract": "dgam_tf.features.extract",
+    "study": "dgam_tf.study.runner",
 }
 NO_TENSORFLOW = ("eval_detections",)       # numpy only
 RESTORING = ("eval", "visualize", "export")  # rebuild the model from model.json
 # What an interrupted mode leaves (every file is written whole, or not at all).
 INTERRUPTED = {"train": "interrupted; the last checkpoint is kept",
-               "visualize": "interrupted; the plots already written are kept"}
+               "visualize": "interrupted; the plots already written are kept",
+               "study": "interrupted; finished runs and the last checkpoints are kept"}
 
 
 def parse_flags(argv):

@@ -64,10 +64,10 @@ class Trainer:
         self.chief = distribute.is_chief(self.strategy)
         self.steps_per_stage = self._steps_per_stage()
         keras.utils.set_random_seed(train.seed)  # Same initialisation on every run.
-        if train.mixed_precision:
-            # Models built from here on compute in float16/bfloat16; the
-            # layers feeding the losses are float32 (see models/).
-            keras.mixed_precision.set_dtype_policy(train.mixed_precision)
+        # Models built from here on compute in float16/bfloat16 with
+        # --mixed_precision (the layers feeding the losses are float32, see
+        # models/), else float32, whatever an earlier run in this process set.
+        keras.mixed_precision.set_dtype_policy(train.mixed_precision or "float32")
         with self.strategy.scope():
             self.models = model_dir_lib.build_models(self.model_config,
                                                 initializer=train.initializer)
