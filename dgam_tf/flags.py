@@ -149,7 +149,8 @@ def define_flags(fv=flags.FLAGS):
                          "epoch).", **d)
     flags.DEFINE_integer("eval_every", config_lib.TrainConfig.eval_every,
                          "Evaluate on the validation split every N epochs "
-                         "and keep the best checkpoint (0: never).", **d)
+                         "and keep the best checkpoint (0: never); --mode=study also "
+                         "records the test split then, for its test-selected number.", **d)
     flags.DEFINE_integer("keep_checkpoints", config_lib.TrainConfig.keep_checkpoints,
                          "Latest checkpoints kept.", **d)
     flags.DEFINE_boolean("deterministic", config_lib.TrainConfig.deterministic,

@@ -60,7 +60,8 @@ def _train_parallel(pending, parallel):
     them; its output goes to <folder>/train.log."""
     import tensorflow as tf
     context = multiprocessing.get_context("spawn")
-    threads = max(1, len(os.sched_getaffinity(0)) // parallel)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = max(1, cores // parallel)
     gpus = [str(i) for i in range(len(tf.config.list_physical_devices("GPU")))]
     queue, running, failed = list(pending), {}, []
     try:
