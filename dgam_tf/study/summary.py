@@ -152,7 +152,7 @@ def format_study(study, where):
             f"seed {s} {e}" for s, e in study["test_selected_epochs"][variant].items()))
     for pair, by_rule in study["paired"].items():
         lines += ["", f"Paired by seed, {pair} (mAP points, fused): per seed, then mean ± sd "
-                  "(min to max)"]
+                  "(min to max)", f"{'seed':<45} " + " ".join(f"{s:>6}" for s in study["seeds"])]
         for rule, table in by_rule.items():
             fused = list(table)[-1]
             for name in HEADLINE:
