@@ -258,7 +258,7 @@ def test_help_lists_the_flags_by_group_without_importing_tensorflow(cli):
         "feature extraction", "study")]
     for line in ("  --epochs=30", "  --[no]gam (default: true)", "  --data_dir",
                  "  --mode=train\n      <train|eval|eval_detections|synth|convert|export|"
-                 "visualize|extract|study>: What", "  --[no]tf_logs (default: false)"):
+                 "visualize|extract|study>", "  --[no]tf_logs (default: false)"):
         assert "\n" + line in help_text, line
     assert "UserError" not in help_text
     typo = runs["flag_typo"]
