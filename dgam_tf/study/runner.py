@@ -117,7 +117,8 @@ def _last_line(path):
 def gather(cfg, runs):
     """Reads every run's evaluations (evaluating the validation-selected
     checkpoint and the module swaps where missing), writes study.json and
-    study.png to --model_dir, prints the tables; returns the study object."""
+    study.png to --model_dir and each run's HParams, prints the tables;
+    returns the study object."""
     evaluations = {}
     for r in runs:
         folder = r.folder
@@ -127,6 +128,7 @@ def gather(cfg, runs):
         evaluations.setdefault(r.variant or "as given", {})[r.seed] = {
             "last": last, "validation-selected": seeds_lib.evaluate_validation_selected(r),
             "test-selected": selected, "epoch": epoch}
+        seeds_lib.write_hparams(r)
     study = summary.summarize(evaluations, _swaps(cfg, runs))
     study["model_dir"] = files.abspath(cfg.model_dir)
     study["runs"] = {r.name: files.abspath(r.folder) for r in runs}

@@ -193,3 +193,18 @@ def evaluate_swap(attention_run, classifier_run, out_path):
     return evaluate_restored(attention_run, out_path,
                              attention_checkpoint=attention_run.folder,
                              classifier_checkpoint=classifier_run.folder)
+
+
+def write_hparams(run):
+    """The run's seed and variant as TensorBoard HParams, once, in its folder
+    (the HParams dashboard then lists a study's runs side by side with the
+    mAPs of their train/ summaries)."""
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import api as hparams
+    if tf.io.gfile.glob(os.path.join(run.folder, "events.out.tfevents.*")):
+        return
+    writer = tf.summary.create_file_writer(run.folder)
+    with writer.as_default():
+        hparams.hparams({"seed": run.seed, "variant": run.variant or "as given"},
+                        trial_id=run.name)
+    writer.close()
