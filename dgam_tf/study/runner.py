@@ -71,6 +71,9 @@ def _train_parallel(pending, parallel):
                 r = queue.pop(0)
                 if seeds_lib.is_finished(r):
                     continue
+                if lock.is_held(r.folder):     # spares a child process its start-up
+                    print(f"{r.name}: another process is training it; skipped", flush=True)
+                    continue
                 slot = free.pop(0)
                 log = _log_path(r)
                 child = context.Process(target=seeds_lib.train_in_child, args=(

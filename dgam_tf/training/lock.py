@@ -60,6 +60,27 @@ def model_dir_lock(model_dir, multi_worker=False):
         yield
 
 
+def is_held(model_dir):
+    """Whether a run holds model_dir now: a hint to skip it (it may be
+    freed or taken right after; model_dir_lock decides). Locally a
+    momentary flock, remotely a lock object with a fresh heartbeat."""
+    path = os.path.join(model_dir, LOCK_FILE)
+    if files.is_remote(model_dir):
+        held = _read_lock(path)
+        return held is not None and time.time() - float(held.get("heartbeat", 0)) < STALE_SECONDS
+    try:
+        f = open(path)
+    except OSError:
+        return False
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return False
+
+
 def _read_lock(path):
     """The lock object's contents, or None if there is none (or unreadable)."""
     try:
