@@ -421,6 +421,38 @@ class PlotConfig(_Ranged):
     FLAGS = dict(min_score="plot_min_score")
 
 
+# --study_variants: each a named change of the flags' settings (section, field, value).
+STUDY_VARIANTS = {"gam": ("model", "gam", True), "no_gam": ("model", "gam", False),
+                  "float32": ("train", "mixed_precision", None),
+                  "bfloat16": ("train", "mixed_precision", "mixed_bfloat16")}
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyConfig:
+    """--mode=study: one training per seed (and variant), then their spread.
+
+    Attributes:
+      seeds: the --seed of each training.
+      parallel: trainings run at once on this machine (threads or GPUs split).
+      variants: names of STUDY_VARIANTS trained on the same seeds, compared
+        with the first, paired by seed; () = the flags' settings alone.
+    """
+    seeds: Tuple[int, ...] = (0,)
+    parallel: int = 1
+    variants: Tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if not self.seeds or min(self.seeds) < 0 or len(set(self.seeds)) != len(self.seeds):
+            raise UserError(f"--seeds must be distinct non-negative integers, got "
+                            f"{','.join(map(str, self.seeds))}")
+        if self.parallel < 1:
+            raise UserError(f"--study_parallel must be at least 1, got {self.parallel}")
+        unknown = [v for v in self.variants if v not in STUDY_VARIANTS]
+        if unknown or len(set(self.variants)) != len(self.variants) or len(self.variants) == 1:
+            raise UserError(f"--study_variants must be two or more distinct of "
+                            f"{','.join(STUDY_VARIANTS)}, got {','.join(self.variants)}")
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     """Everything one run of `python -m dgam_tf.main` was asked to do."""
@@ -436,6 +468,7 @@ class Config:
     convert: ConvertConfig = ConvertConfig()
     extract: ExtractConfig = ExtractConfig()
     plot: PlotConfig = PlotConfig()
+    study: StudyConfig = StudyConfig()
 
 
 # --mode=export_i3d's --export_dir unless given: beside the DGAM export.

@@ -27,6 +27,7 @@ MODES = {
     "visualize": "plot attention, T-CAM and detections to <model_dir>/plots/",
     "extract": "I3D features of the videos in --video_dir, as records in --data_dir",
     "export_i3d": "write the I3D feature extractor as a SavedModel for TF Serving",
+    "study": "train --seeds in <model_dir>/seed_<k>/ (resumable), report mean and sd over them",
 }
 # Flags that define a trained model; eval, export and visualize rebuild it
 # from its model.json instead.
@@ -37,7 +38,8 @@ GROUP_STARTS = {"mode": "general", "dataset": "data", "attention_hidden": "model
                 "model_dir": "training", "class_threshold": "localization",
                 "tiou_thresholds": "evaluation", "source_format": "data",
                 "export_dir": "export", "video_dir": "feature extraction",
-                "plot_min_score": "plots"}
+                "plot_min_score": "plots",
+                "seeds": "study"}
 
 
 def define_flags(fv=flags.FLAGS):
@@ -149,7 +151,8 @@ def define_flags(fv=flags.FLAGS):
                          "epoch).", **d)
     flags.DEFINE_integer("eval_every", config_lib.TrainConfig.eval_every,
                          "Evaluate on the validation split every N epochs "
-                         "and keep the best checkpoint (0: never).", **d)
+                         "and keep the best checkpoint (0: never); --mode=study also "
+                         "records the test split then, for its test-selected number.", **d)
     flags.DEFINE_integer("keep_checkpoints", config_lib.TrainConfig.keep_checkpoints,
                          "Latest checkpoints kept.", **d)
     flags.DEFINE_boolean("deterministic", config_lib.TrainConfig.deterministic,
@@ -284,6 +287,18 @@ def define_flags(fv=flags.FLAGS):
                          "Timelines show a strip of video thumbnails when the frames are "
                          "at hand (records hold none).", **d)
 
+    # Study (--mode=study): the training flags above apply to every seed.
+    study_cfg = config_lib.StudyConfig
+    flags.DEFINE_list("seeds", _strs(study_cfg.seeds),
+                      "--mode=study: one training per seed, in <model_dir>/seed_<k>/.", **d)
+    flags.DEFINE_integer("study_parallel", study_cfg.parallel,
+                         "--mode=study: seeds trained at once on this machine (the CPU "
+                         "threads or the GPUs are split between them).", **d)
+    flags.DEFINE_list("study_variants", list(study_cfg.variants),
+                      "--mode=study: train each seed under each of these (gam, no_gam, "
+                      "float32, bfloat16) in <model_dir>/<variant>/seed_<k>/, and report "
+                      "each against the first, paired by seed.", **d)
+
 
 def _strs(numbers):
     """A list flag's default of numbers ("1", "0.03", ...)."""
@@ -416,7 +431,8 @@ def parse(fv=flags.FLAGS):
     plot = config_lib.PlotConfig(min_score=fv.plot_min_score, frames=fv.plot_frames)
     return config_lib.Config(**run, data=data, model=model, train=train,
                              localization=localization, evaluation=_eval_config(fv),
-                             export=export, convert=convert, plot=plot)
+                             export=export, convert=convert, plot=plot,
+                             study=_study_config(fv))
 
 
 def _values(fv, cls, *besides):
@@ -445,3 +461,12 @@ def _export_i3d_config(fv, run):
         extract=config_lib.ExtractConfig(**_values(fv, config_lib.ExtractConfig)),
         export=config_lib.ExportConfig(export_dir=export_dir, export_version=fv.export_version,
                                        overwrite=fv.overwrite))
+
+
+def _study_config(fv):
+    try:
+        seeds = tuple(int(s) for s in fv.seeds)
+    except ValueError:
+        raise UserError(f"--seeds must be integers, got {','.join(fv.seeds)}") from None
+    return config_lib.StudyConfig(seeds=seeds, parallel=fv.study_parallel,
+                                  variants=tuple(fv.study_variants))

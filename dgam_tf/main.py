@@ -31,6 +31,7 @@ RUNNERS = {
     "synth": "dgam_tf.data.builtin",
     "extract": "dgam_tf.features.extract",
     "export_i3d": "dgam_tf.export.i3d",
+    "study": "dgam_tf.study.runner",
 }
 NO_TENSORFLOW = ("eval_detections",)       # numpy only
 RESTORING = ("eval", "visualize", "export")  # rebuild the model from model.json
@@ -45,6 +46,8 @@ INTERRUPTED = {
     "synth": "interrupted; no dataset was written (--data_dir appears only when complete)",
     "extract": "interrupted; finished videos are kept in <data_dir>.work, and the same "
                "command continues",
+    "study": "interrupted; finished runs and the last checkpoints are kept, and the same "
+             "command resumes",
 }
 
 

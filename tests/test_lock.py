@@ -7,10 +7,13 @@ from dgam_tf.training import lock
 
 
 def test_second_run_on_a_held_model_dir_is_refused(tmp_path):
+    assert not lock.is_held(str(tmp_path))
     with lock.model_dir_lock(str(tmp_path)):
+        assert lock.is_held(str(tmp_path))
         with pytest.raises(UserError, match="another training run holds"):
             with lock.model_dir_lock(str(tmp_path)):
                 pass
+    assert not lock.is_held(str(tmp_path))
     with lock.model_dir_lock(str(tmp_path)):   # released after the first
         pass
 

@@ -303,9 +303,10 @@ def test_lock_object_refuses_a_second_run_and_takes_over_a_stale_one(ram, monkey
                                                                     capsys):
     monkeypatch.setattr(lock, "SETTLE_SECONDS", 0.0)
     model_dir, lock_path = f"{ram}/model", f"{ram}/model/{lock.LOCK_FILE}"
+    assert not lock.is_held(model_dir)
     with lock.model_dir_lock(model_dir):
         held = files.read_json(lock_path)
-        assert held["pid"] == os.getpid()
+        assert held["pid"] == os.getpid() and lock.is_held(model_dir)
         with pytest.raises(UserError, match=rf"another training run holds {model_dir} \(host "
                                             rf"{held['host']} pid {os.getpid()}, last heartbeat "
                                             r"0 s ago; taken over after 300 s"):
@@ -315,6 +316,7 @@ def test_lock_object_refuses_a_second_run_and_takes_over_a_stale_one(ram, monkey
     # A run that died 301 s after its last heartbeat left its lock behind.
     files.atomic_write_json(lock_path, {"owner": "dead", "host": "node7", "pid": 12,
                                       "heartbeat": held["heartbeat"] - 301})
+    assert not lock.is_held(model_dir)     # stale: the next run takes it over
     monkeypatch.setattr(lock, "HEARTBEAT_SECONDS", 0.05)
     with lock.model_dir_lock(model_dir):
         taken = files.read_json(lock_path)

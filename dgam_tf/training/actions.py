@@ -1,5 +1,6 @@
 """Actions the Controller runs after an epoch: periodic validation with
-best-checkpoint keeping and summary images. Each is built with what it
+best-checkpoint keeping and summary images, and the periodic test record
+(for --mode=study's test-selected number; it selects nothing). Each is built with what it
 needs and called as `action(epoch, logs)`; it receives the evaluator as an
 object, so training imports neither evaluation nor plotting."""
 import json
@@ -64,6 +65,11 @@ class PeriodicValidation:
                                   description="mAP in percent")
             for video_id, image in drawn:
                 tf.summary.image(f"{self.split}/{video_id}", image)
+        self.keep(epoch, metrics)
+
+    def keep(self, epoch, metrics):
+        """Keeps the checkpoint in best_dir if its score is the best so far."""
+        name, score = selection_score(metrics)
         self._keep_if_best(self.checkpoint, epoch, name, score)
 
     def _keep_if_best(self, checkpoint, epoch, name, score):
@@ -77,6 +83,36 @@ class PeriodicValidation:
         print(f"Kept epoch {epoch} in {self.best_dir} ({self.split} {name} {100 * score:.2f}"
               + (f", previous best {100 * best:.2f})" if best is not None else ")"),
               flush=True)
+
+
+class PeriodicTestRecord(PeriodicValidation):
+    """Every `every` epochs: evaluates the test split, writes its mAPs as
+    summaries and records its metrics (without detections) in `record_path`,
+    {"split": split, "evaluations": [{"epoch": e, **metrics}]}. It keeps no
+    checkpoint: the record only lets a study report the best of these
+    evaluations, the "test-selected" number the release and most papers
+    report, under that name.
+    """
+
+    def __init__(self, evaluator, data_dir, info, split, every, record_path, models, writer):
+        super().__init__(evaluator, data_dir, info, split, every, None, models, None, writer)
+        self.record_path = record_path
+
+    def keep(self, epoch, metrics):
+        """Appends the epoch's metrics (replacing a record of this epoch or
+        later, left by a run that stopped before its checkpoint)."""
+        record = read_test_record(self.record_path)
+        kept = [e for e in record["evaluations"] if e["epoch"] < epoch]
+        entry = {"epoch": epoch, **{k: v for k, v in metrics.items() if k != "results"}}
+        files.atomic_write_json(self.record_path, {"split": self.split,
+                                                   "evaluations": kept + [entry]})
+
+
+def read_test_record(path):
+    """The record of PeriodicTestRecord at `path` ({"evaluations": []} if none)."""
+    if not files.exists(path):
+        return {"evaluations": []}
+    return files.read_json(path, "test evaluation record")
 
 
 def selection_score(metrics):

@@ -24,6 +24,10 @@ STALE_SECONDS = 300
 SETTLE_SECONDS = 2.0
 
 
+class ModelDirHeld(UserError):
+    """Another run holds the model dir (--mode=study moves on to the next seed)."""
+
+
 @contextlib.contextmanager
 def model_dir_lock(model_dir, multi_worker=False):
     """Holds model_dir for one training run; another run is refused with one
@@ -51,9 +55,30 @@ def model_dir_lock(model_dir, multi_worker=False):
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise UserError(f"another training run holds {model_dir}; wait for it to "
+            raise ModelDirHeld(f"another training run holds {model_dir}; wait for it to "
                             "finish or use another --model_dir") from None
         yield
+
+
+def is_held(model_dir):
+    """Whether a run holds model_dir now: a hint to skip it (it may be
+    freed or taken right after; model_dir_lock decides). Locally a
+    momentary flock, remotely a lock object with a fresh heartbeat."""
+    path = os.path.join(model_dir, LOCK_FILE)
+    if files.is_remote(model_dir):
+        held = _read_lock(path)
+        return held is not None and time.time() - float(held.get("heartbeat", 0)) < STALE_SECONDS
+    try:
+        f = open(path)
+    except OSError:
+        return False
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return False
 
 
 def _read_lock(path):
@@ -77,7 +102,7 @@ def _lock_object(model_dir):
     held = _read_lock(path)
     if held is not None:
         if time.time() - float(held.get("heartbeat", 0)) < STALE_SECONDS:
-            raise UserError(f"another training run holds {model_dir} ({_holder(held)}; taken "
+            raise ModelDirHeld(f"another training run holds {model_dir} ({_holder(held)}; taken "
                             f"over after {STALE_SECONDS} s without one): wait for it to "
                             "finish or use another --model_dir")
         print(f"Taking over {model_dir} from a run that stopped ({_holder(held)})",
@@ -86,7 +111,7 @@ def _lock_object(model_dir):
     time.sleep(SETTLE_SECONDS)   # A run that started at the same time wrote after us?
     held = _read_lock(path)
     if held is None or held["owner"] != me["owner"]:
-        raise UserError(f"another training run took {model_dir} at the same time"
+        raise ModelDirHeld(f"another training run took {model_dir} at the same time"
                         + (f" ({_holder(held)})" if held else "") + "; use another --model_dir")
     stop = threading.Event()
     beat = threading.Thread(target=_heartbeat, args=(path, me, stop), daemon=True)

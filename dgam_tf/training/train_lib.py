@@ -9,8 +9,11 @@ from dgam_tf.data.resolve import resolve_data
 from dgam_tf.models import model_dir as model_dir_lib
 from dgam_tf.training import actions, controller, distribute, lock, trainer as trainer_lib
 
+TEST_RECORD_FILE = "test_evaluations.json"
 
-def train_and_evaluate(model_dir, data_cfg, model_cfg, train_cfg, evaluator=None):
+
+def train_and_evaluate(model_dir, data_cfg, model_cfg, train_cfg, evaluator=None,
+                       record_test=False):
     """Trains (resuming from model_dir) and evaluates the test split.
 
     Args:
@@ -21,6 +24,9 @@ def train_and_evaluate(model_dir, data_cfg, model_cfg, train_cfg, evaluator=None
         class_names)` -> summary image or None (evaluation.evaluate.Evaluator),
         or None to skip evaluation; used every `train_cfg.eval_every` epochs
         on the validation split, and at the end on the test split.
+      record_test: also evaluate the test split every `train_cfg.eval_every`
+        epochs and record it in <model_dir>/test_evaluations.json
+        (actions.PeriodicTestRecord; it selects nothing).
 
     Returns:
       The test metrics (None without evaluator, and on other workers than
@@ -40,6 +46,10 @@ def train_and_evaluate(model_dir, data_cfg, model_cfg, train_cfg, evaluator=None
                 evaluator, data_dir, info, data_cfg.validation_split, train_cfg.eval_every,
                 os.path.join(model_dir, "best"), trainer.models, trainer.checkpoint,
                 loop.writer, train_cfg.num_plots))
+        if evaluator and trainer.chief and record_test:
+            loop.actions.append(actions.PeriodicTestRecord(
+                evaluator, data_dir, info, data_cfg.test_split, train_cfg.eval_every,
+                os.path.join(model_dir, TEST_RECORD_FILE), trainer.models, loop.writer))
         loop.train()
         if evaluator is None or not trainer.chief:
             return None
@@ -47,11 +57,12 @@ def train_and_evaluate(model_dir, data_cfg, model_cfg, train_cfg, evaluator=None
                          checkpoint=files.abspath(loop.manager.latest_checkpoint))
 
 
-def run(cfg):
+def run(cfg, record_test=False):
     """--mode=train: trains, validating every --eval_every epochs (with
     summary images), then evaluates --test_split and reports it. The
     workflow joins training, evaluation and plots; the Trainer, Controller
-    and actions import neither."""
+    and actions import neither. `record_test`: see train_and_evaluate
+    (--mode=study's seeds)."""
     import tensorflow as tf
     from dgam_tf.evaluation import evaluate
     from dgam_tf.visualization import plots
@@ -62,6 +73,7 @@ def run(cfg):
     metrics = train_and_evaluate(
         cfg.model_dir, cfg.data, cfg.model, cfg.train,
         evaluate.Evaluator(cfg.data, cfg.localization, cfg.evaluation,
-                           functools.partial(plots.video_image, min_score=cfg.plot.min_score)))
+                           functools.partial(plots.video_image, min_score=cfg.plot.min_score)),
+        record_test)
     if metrics is not None:
         evaluate.report(metrics, cfg.model_dir, cfg.evaluation)

@@ -82,10 +82,10 @@ class Trainer:
                                              self.steps_per_stage,
                                              model_cfg.latent_dim if model_cfg.gam else None)
         keras.utils.set_random_seed(train_cfg.seed)  # Same initialisation on every run.
-        if train_cfg.mixed_precision:
-            # Models built from here on compute in float16/bfloat16; the
-            # layers feeding the losses are float32 (see models/).
-            keras.mixed_precision.set_dtype_policy(train_cfg.mixed_precision)
+        # Models built from here on compute in float16/bfloat16 with
+        # --mixed_precision (the layers feeding the losses are float32, see
+        # models/), else float32, whatever an earlier run in this process set.
+        keras.mixed_precision.set_dtype_policy(train_cfg.mixed_precision or "float32")
         with self.strategy.scope():
             self.models = model_dir_lib.build_models(self.model_cfg,
                                                      initializer=train_cfg.initializer)
