@@ -133,7 +133,7 @@ def test_help_groups_hold_every_flag_once_in_the_issue_order():
     fv = dgam_flags.flag_values()
     groups = dgam_flags.flag_groups(fv)
     assert list(groups) == ["general", "data", "model", "training", "localization",
-                            "evaluation", "export", "feature extraction", "plots"]
+                            "evaluation", "export", "feature extraction", "plots", "study"]
     names = [flag.name for group in groups.values() for flag in group]
     assert sorted(names) == sorted(fv) and len(names) == len(set(names))
     assert "epochs" in [f.name for f in groups["training"]]

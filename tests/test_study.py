@@ -45,7 +45,7 @@ def killed_study(tiny_data_dir, tmp_path_factory):
     train_epoch = trainer_lib.Trainer.train_epoch
 
     def killed_in_seed_1(self, epoch, *args):
-        if self.train_config.seed == 1 and epoch == 1:
+        if self.train_cfg.seed == 1 and epoch == 1:
             raise KeyboardInterrupt
         return train_epoch(self, epoch, *args)
 
