@@ -194,12 +194,17 @@ DETECTIONS = [{"label": "BaseballPitch", "score": 0.9, "segment": [1.0, 2.0]},
 @pytest.fixture
 def rest_server():
     """A loopback HTTP server: records each request (path, JSON body) in
-    `server.seen` and answers `server.reply` (status, JSON object)."""
+    `server.seen` and its size in bytes in `server.sizes`, and answers
+    `server.reply`: (status, JSON object), or a function of (path, body)
+    giving them."""
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802 (http.server's method name)
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            self.server.seen.append((self.path, json.loads(body)))
-            status, reply = self.server.reply
+            size = int(self.headers["Content-Length"])
+            body = json.loads(self.rfile.read(size))
+            self.server.seen.append((self.path, body))
+            self.server.sizes.append(size)
+            reply = self.server.reply
+            status, reply = reply(self.path, body) if callable(reply) else reply
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
@@ -209,7 +214,7 @@ def rest_server():
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.seen, server.reply = [], (200, {"outputs": OUTPUTS})
+    server.seen, server.sizes, server.reply = [], [], (200, {"outputs": OUTPUTS})
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield server
@@ -268,40 +273,50 @@ def test_cli_sends_every_video_of_a_record_file(tmp_path, capsys, rest_server):
         assert body["inputs"]["duration"] == video.duration
 
 
-def test_cli_over_grpc_with_joint_features(tmp_path, capsys):
-    seen = []
+def _localize_or_not_found(request, context):
+    if request.model_spec.name != "dgam":
+        context.abort(grpc.StatusCode.NOT_FOUND, f"no model named {request.model_spec.name}")
+    return _localize_response()
 
+
+@pytest.fixture
+def grpc_server():
+    """A loopback gRPC PredictionService: records each request in
+    `server.seen` and answers `server.answer(request, context)` (default:
+    `localize`'s detections for model dgam, NOT_FOUND for other names)."""
     class Servicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         def Predict(self, request, context):  # noqa: N802 (gRPC method name)
-            seen.append(request)
-            if request.model_spec.name != "dgam":
-                context.abort(grpc.StatusCode.NOT_FOUND, "no model named other")
-            return _localize_response()
+            server.seen.append(request)
+            return server.answer(request, context)
 
     server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=1))
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Servicer(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    server.port = server.add_insecure_port("127.0.0.1:0")
+    server.seen, server.answer = [], _localize_or_not_found
     server.start()
-    try:
-        joint = np.arange(24, dtype=np.float32).reshape(3, 8)
-        args = ["--joint", _save(tmp_path, "clip.npy", joint), "--protocol", "grpc",
-                "--server", f"127.0.0.1:{port}", "--video_id", "mine"]
-        status, out, _ = _run(capsys, *args)
-        assert status == 0
-        assert json.loads(out)["results"]["mine"] == [
-            {**d, "score": pytest.approx(d["score"])} for d in DETECTIONS]
-        request = seen[0]
-        assert request.model_spec.signature_name == "localize"
-        np.testing.assert_array_equal(tf.make_ndarray(request.inputs["rgb_features"]),
-                                      joint[:, :4])
-        np.testing.assert_array_equal(tf.make_ndarray(request.inputs["flow_features"]),
-                                      joint[:, 4:])
-        status, out, err = _run(capsys, *args, "--model", "other")
-        assert (status, out) == (1, "")
-        assert err == f"error: TF Serving error (NOT_FOUND) at 127.0.0.1:{port}: " \
-                      "no model named other\n"
-    finally:
-        server.stop(None)
+    yield server
+    server.stop(None)
+
+
+def test_cli_over_grpc_with_joint_features(tmp_path, capsys, grpc_server):
+    port = grpc_server.port
+    joint = np.arange(24, dtype=np.float32).reshape(3, 8)
+    args = ["--joint", _save(tmp_path, "clip.npy", joint), "--protocol", "grpc",
+            "--server", f"127.0.0.1:{port}", "--video_id", "mine"]
+    status, out, _ = _run(capsys, *args)
+    assert status == 0
+    assert json.loads(out)["results"]["mine"] == [
+        {**d, "score": pytest.approx(d["score"])} for d in DETECTIONS]
+    request = grpc_server.seen[0]
+    assert request.model_spec.signature_name == "localize"
+    np.testing.assert_array_equal(tf.make_ndarray(request.inputs["rgb_features"]),
+                                  joint[:, :4])
+    np.testing.assert_array_equal(tf.make_ndarray(request.inputs["flow_features"]),
+                                  joint[:, 4:])
+    status, out, err = _run(capsys, *args, "--model", "other")
+    assert (status, out) == (1, "")
+    assert err == f"error: TF Serving error (NOT_FOUND) at 127.0.0.1:{port}: " \
+                  "no model named other\n"
 
 
 def _free_port():

@@ -15,8 +15,9 @@ JSON body with `rest_body` (or `rest_instances` for the row format of
 HTTP client, and read the reply with `parse_rest_response`.
 
 From the shell, `python -m dgam_tf.serving.client` sends videos (.npy
-features or a record file) to `localize` and prints ActivityNet result JSON
-(`--help`). TensorFlow and gRPC are imported only where they are needed, so
+features, a record file, or video files through the served I3D first:
+serving/from_video.py) to `localize` and prints or writes ActivityNet result
+JSON (`--help`). TensorFlow and gRPC are imported only where they are needed, so
 the REST path and `--help` start quickly.
 """
 import argparse
@@ -28,6 +29,7 @@ import urllib.request
 
 import numpy as np
 
+from dgam_tf import files
 from dgam_tf.errors import UserError
 from dgam_tf.tf_setup import import_tensorflow
 from dgam_tf.export.signatures import (  # noqa: F401  (the client's API)
@@ -114,13 +116,15 @@ def parse_rest_response(body):
 
 
 def rest_predict(url, body, timeout=30.0):
-    """POSTs a JSON body to a REST `:predict` URL; returns the parsed outputs.
+    """POSTs a JSON body (an object, or its encoded bytes) to a REST
+    `:predict` URL; returns the parsed outputs.
 
     Raises:
       RuntimeError: the server answered with an error (its message included)
         or cannot be reached.
     """
-    request = urllib.request.Request(url, data=json.dumps(body).encode(),
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data,
                                      headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as reply:
@@ -223,17 +227,26 @@ def read_videos(args):
     return [(video_id, features, args.duration)]
 
 
+def grpc_predict(request, args):
+    """Sends `request` to args.server over gRPC; returns the parsed outputs.
+
+    Raises:
+      RuntimeError: the server answered with an error or cannot be reached.
+    """
+    import grpc
+
+    try:
+        return predict(make_stub(args.server), request, args.timeout)
+    except grpc.RpcError as error:
+        raise RuntimeError(f"TF Serving error ({error.code().name}) at {args.server}: "
+                           f"{error.details()}") from None
+
+
 def localize_remote(features, duration, args):
     """Sends one video to `localize` over args.protocol; returns the outputs."""
     if args.protocol == "grpc":
-        import grpc
-
-        request = localize_request(features, duration, args.model, args.version)
-        try:
-            return predict(make_stub(args.server), request, args.timeout)
-        except grpc.RpcError as error:
-            raise RuntimeError(f"TF Serving error ({error.code().name}) at {args.server}: "
-                               f"{error.details()}") from None
+        return grpc_predict(localize_request(features, duration, args.model, args.version),
+                            args)
     return rest_predict(rest_url(args.server, args.model, args.version),
                         rest_body(LOCALIZE, localize_inputs(features, duration)),
                         args.timeout)
@@ -252,6 +265,10 @@ def _parser():
                        "[T, 2 D] in one .npy")
     video.add_argument("--record", metavar="TFRECORD", help="every video of a record "
                        "file of a dgam-tf dataset (dataset.json beside it)")
+    video.add_argument("--video", metavar="PATH", action="append", help="a video file "
+                       "(repeatable): decoded and its TV-L1 flow computed here, features "
+                       "from the served I3D (model i3d), then `localize`")
+    _video_arguments(parser)
     parser.add_argument("--video_id", help="name of the .npy video in the output "
                         "(default: the file name)")
     parser.add_argument("--duration", type=float, default=0.0,
@@ -264,28 +281,58 @@ def _parser():
     parser.add_argument("--model", default=MODEL_NAME, help="model name (default dgam)")
     parser.add_argument("--version", type=int, help="model version (default: latest)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    parser.add_argument("--output", metavar="JSON", help="write the detections there "
+                        "(atomically) instead of printing them")
     return parser
+
+
+def _video_arguments(parser):
+    """The options of --video: streams, request size, the recipe's clip shape."""
+    from dgam_tf.config import ExtractConfig
+
+    default = ExtractConfig()
+    group = parser.add_argument_group("with --video")
+    group.add_argument("--streams", default="rgb,flow", help="the streams the served dgam "
+                       "model takes: rgb,flow (default), rgb or flow")
+    group.add_argument("--max_request_mb", type=float, default=32.0,
+                       help="the largest request to i3d, in MB (default 32); its clips "
+                            "per request follow from a clip's encoded size")
+    for name, help_text in (("segment_frames", "frames per clip"),
+                            ("crop_size", "centre crop, pixels"),
+                            ("resize_short_side", "frames resized to this short side first")):
+        group.add_argument(f"--{name}", type=int, default=getattr(default, name),
+                           help=f"{help_text} (default {getattr(default, name)}; as the "
+                                "i3d export and the dgam model's features)")
 
 
 def main(argv=None):
     """The command line; returns the exit status (errors: one line, 1)."""
     parser = _parser()
     args = parser.parse_args(argv)
-    given = [a for a in ("rgb", "joint", "record") if getattr(args, a)]
+    given = [a for a in ("rgb", "joint", "record", "video") if getattr(args, a)]
     if args.flow and not args.rgb:
         given.append("flow")
     if len(given) != 1:
-        parser.error("give the video as --rgb and/or --flow, --joint or --record")
+        parser.error("give the video as --rgb and/or --flow, --joint, --record or --video")
     if args.record or args.protocol == "grpc":   # they import TensorFlow: quietly
         import_tensorflow()
     try:
-        outputs = {video_id: localize_remote(features, duration, args)
-                   for video_id, features, duration in read_videos(args)}
+        if args.output:
+            files.check_output_file(args.output)
+        if args.video:
+            from dgam_tf.serving import from_video
+            outputs = from_video.localize_videos(args)
+        else:
+            outputs = {video_id: localize_remote(features, duration, args)
+                       for video_id, features, duration in read_videos(args)}
+        if args.output:
+            files.atomic_write_json(args.output, results_json(outputs))
     except (UserError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    json.dump(results_json(outputs), sys.stdout, indent=2)
-    print()
+    if not args.output:
+        json.dump(results_json(outputs), sys.stdout, indent=2)
+        print()
     return 0
 
 
