@@ -367,3 +367,138 @@ def test_cli_that_imports_tensorflow_prints_only_its_error(tiny_data_dir, tiny_i
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.startswith(f"error: TF Serving error (UNAVAILABLE) at 127.0.0.1:{port}")
     assert done.stderr.count("\n") == 1, done.stderr
+
+
+# ---- --video: the served i3d, then localize -------------------------------------
+
+# The clip shape of the --video tests: 16 frames cropped to 16 x 16 (tiny).
+VIDEO_RECIPE = ["--resize_short_side", "24", "--crop_size", "16"]
+VIDEO_FRAMES = 96   # at 30 fps: 3.2 s, 80 frames at 25 fps, 5 segments
+
+
+@pytest.fixture(scope="module")
+def video_files(tmp_path_factory):
+    """{"good": a 5-segment video, "short": one under a segment (10 frames at
+    25 fps), "garbage": a file no decoder reads}."""
+    pytest.importorskip("cv2", reason="the `video` extra (opencv-contrib-python-headless)")
+    from conftest import write_video
+    root = tmp_path_factory.mktemp("client_videos")
+    write_video(root / "good.avi", VIDEO_FRAMES, 3, 0)
+    write_video(root / "short.avi", 12, 3, 0)
+    (root / "garbage.avi").write_bytes(b"not a video" * 100)
+    return {name: str(root / f"{name}.avi") for name in ("good", "short", "garbage")}
+
+
+def _i3d_stand_in(clips):
+    """A deterministic function in place of I3D: float clips [N, L, S, S, C]
+    in [-1, 1] -> [N, 1024] (frame means per channel, projected)."""
+    n, length, _, _, channels = clips.shape
+    projection = np.random.default_rng(channels).normal(size=(length * channels, 1024))
+    return clips.mean(axis=(2, 3)).reshape(n, length * channels) @ projection
+
+
+def _served_i3d_input(signature, clips):
+    """What the served i3d scales `clips` to (rgb_uint8: x / 255 * 2 - 1)."""
+    clips = np.asarray(clips, np.float64)
+    return clips / 255 * 2 - 1 if signature == "rgb_uint8" else clips
+
+
+def _expected_features(path, streams):
+    """{stream: [T, 1024]} of the stand-in on the recipe's float clips of
+    `path`, computed here in one go."""
+    from dgam_tf.config import ExtractConfig
+    from dgam_tf.features import pipeline
+    cfg = ExtractConfig(resize_short_side=24, crop_size=16)
+    prepare = pipeline.ClipInputs(cfg, streams)
+    clips = [prepare(c) for c in pipeline.decode_clips(path, path, cfg)
+             if isinstance(c, pipeline.Clip)]
+    return {s: _i3d_stand_in(np.stack([c[s] for c in clips])) for s in streams}
+
+
+def test_cli_video_over_rest_sends_bounded_clip_batches_then_features_to_localize(
+        tmp_path, capsys, rest_server, video_files):
+    def answer(path, body):
+        if path == "/v1/models/i3d:predict":
+            clips = _served_i3d_input(body["signature_name"], body["inputs"]["clips"])
+            return 200, {"outputs": {"features": _i3d_stand_in(clips).tolist()}}
+        return 200, {"outputs": OUTPUTS}
+
+    rest_server.reply = answer
+    max_mb = 0.2   # 4 uint8 RGB clips per request (~49 KB of JSON each), 1 flow clip
+    output = tmp_path / "out" / "detections.json"
+    status, out, err = _run(capsys, "--video", video_files["good"], *VIDEO_RECIPE,
+                            "--max_request_mb", str(max_mb), "--output", str(output),
+                            "--server", f"127.0.0.1:{rest_server.server_port}")
+    assert (status, out, err) == (0, "", "")
+    assert json.loads(output.read_text())["results"] == {"good": DETECTIONS}
+
+    *i3d, (localize_path, localize) = zip(rest_server.seen, rest_server.sizes)
+    assert localize_path[0] == "/v1/models/dgam:predict"
+    assert all(size <= max_mb * 2 ** 20 for _, size in i3d)
+    clips_sent = {}
+    for (path, body), _ in i3d:
+        assert path == "/v1/models/i3d:predict"
+        clips_sent.setdefault(body["signature_name"], []).append(len(body["inputs"]["clips"]))
+        assert np.asarray(body["inputs"]["clips"]).shape[1:-1] == (16, 16, 16)
+    assert sum(clips_sent["rgb_uint8"]) == sum(clips_sent["flow"]) == 5
+    assert len(clips_sent["rgb_uint8"]) > 1 and len(clips_sent["flow"]) > 1
+
+    body = localize_path[1]
+    assert body["signature_name"] == "localize"
+    assert body["inputs"]["duration"] == pytest.approx(VIDEO_FRAMES / 30)
+    for stream, expected in _expected_features(video_files["good"], ("rgb", "flow")).items():
+        np.testing.assert_allclose(body["inputs"][f"{stream}_features"], expected,
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_cli_video_over_grpc_packs_raw_clips_up_to_the_bound(capsys, grpc_server,
+                                                             video_files):
+    def answer(request, context):
+        if request.model_spec.name == "i3d":
+            clips = tf.make_ndarray(request.inputs["clips"])
+            response = predict_pb2.PredictResponse()
+            response.outputs["features"].CopyFrom(tf.make_tensor_proto(
+                _i3d_stand_in(_served_i3d_input(request.model_spec.signature_name, clips)),
+                dtype=tf.float32))
+            return response
+        return _localize_response()
+
+    grpc_server.answer = answer
+    # A raw uint8 clip is 16 * 16 * 16 * 3 = 12288 bytes; beside the 4096 bytes
+    # left for the rest of a request, 31457 bytes hold 2 clips, not 3.
+    status, out, _ = _run(capsys, "--video", video_files["good"], *VIDEO_RECIPE,
+                          "--streams", "rgb", "--max_request_mb", "0.03",
+                          "--protocol", "grpc", "--server", f"127.0.0.1:{grpc_server.port}")
+    assert status == 0
+    assert list(json.loads(out)["results"]) == ["good"]
+    *i3d, localize = grpc_server.seen
+    assert [tf.make_ndarray(r.inputs["clips"]).shape[0] for r in i3d] == [2, 2, 1]
+    assert all(r.model_spec.signature_name == "rgb_uint8" and r.ByteSize() <= 0.03 * 2 ** 20
+               and r.inputs["clips"].dtype == tf.uint8.as_datatype_enum for r in i3d)
+    assert set(localize.inputs) == {"rgb_features", "duration"}
+    np.testing.assert_allclose(tf.make_ndarray(localize.inputs["rgb_features"]),
+                               _expected_features(video_files["good"], ("rgb",))["rgb"],
+                               rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing", "error: video {tmp}/missing.avi: no such file"),
+    ("garbage", "error: video {garbage}: unreadable"),
+    ("short", "error: video {short}: 10 frames at 25 fps, fewer than one segment of 16"),
+    ("no server", "error: cannot reach http://127.0.0.1:{port}/v1/models/i3d:predict"),
+    ("server error", "error: TF Serving error (400): clips must be [clips, 16, 224, 224, 3]"),
+    ("tiny requests", "error: --max_request_mb 0.01 is below one rgb clip ("),
+    ("bad streams", "error: --streams must be rgb, flow or rgb,flow; got 'rgb,depth'"),
+])
+def test_cli_video_errors_are_one_line(tmp_path, capsys, rest_server, video_files, case,
+                                       message):
+    port = _free_port() if case == "no server" else rest_server.server_port
+    rest_server.reply = (400, {"error": "clips must be [clips, 16, 224, 224, 3] (rgb)"})
+    video = {"missing": str(tmp_path / "missing.avi")}.get(case, video_files.get(case))
+    extra = {"tiny requests": ["--max_request_mb", "0.01"],
+             "bad streams": ["--streams", "rgb,depth"]}.get(case, [])
+    status, out, err = _run(capsys, "--video", video or video_files["good"], *VIDEO_RECIPE,
+                            "--streams", "rgb", *extra, "--server", f"127.0.0.1:{port}")
+    assert (status, out) == (1, "")
+    assert err.startswith(message.format(tmp=tmp_path, port=port, **video_files))
+    assert err.count("\n") == 1

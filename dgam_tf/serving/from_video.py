@@ -71,13 +71,13 @@ class I3DClient:
     most `max_bytes`.
 
     Args:
-      args: the command line's (protocol, server, timeout).
-      max_bytes: the largest request, in bytes.
+      args: the command line's (protocol, server, timeout, max_request_mb).
+    The largest request is args.max_request_mb, `max_bytes` in bytes.
     """
 
-    def __init__(self, args, max_bytes):
+    def __init__(self, args):
         self._args = args
-        self.max_bytes = max_bytes
+        self.max_bytes = int(args.max_request_mb * MB)
 
     def encode(self, clip):
         """A clip as it travels: raw for gRPC, JSON text for REST."""
@@ -126,7 +126,7 @@ def video_features(path, cfg, streams, i3d_client):
             encoded = i3d_client.encode(clip)
             size = encoded.nbytes if isinstance(encoded, np.ndarray) else len(encoded) + 1
             if REQUEST_OVERHEAD + size > i3d_client.max_bytes:
-                raise UserError(f"--max_request_mb {i3d_client.max_bytes / MB:g} is below one "
+                raise UserError(f"--max_request_mb {i3d_client.max_bytes / MB:.3g} is below one "
                                 f"{stream} clip ({(REQUEST_OVERHEAD + size) / MB:.2f} MB "
                                 "with the request's overhead)")
             if sizes[stream] + size > i3d_client.max_bytes:
@@ -156,7 +156,7 @@ def localize_videos(args):
     if not streams or any(s not in SIGNATURES for s in streams) or len(set(streams)) < len(streams):
         raise UserError(f"--streams must be rgb, flow or rgb,flow; got {args.streams!r}")
     cfg = recipe(args)
-    i3d_client = I3DClient(args, int(args.max_request_mb * MB))
+    i3d_client = I3DClient(args)
     ids = [os.path.splitext(os.path.basename(path))[0] for path in args.video]
     twice = sorted({v for v in ids if ids.count(v) > 1})
     if twice:
