@@ -424,7 +424,7 @@ def test_cli_video_over_rest_sends_bounded_clip_batches_then_features_to_localiz
         return 200, {"outputs": OUTPUTS}
 
     rest_server.reply = answer
-    max_mb = 0.2   # 4 uint8 RGB clips per request (~49 KB of JSON each), 1 flow clip
+    max_mb = 0.2   # about 4 RGB clips (45 KB of JSON each), 2 flow clips (90 KB) a request
     output = tmp_path / "out" / "detections.json"
     status, out, err = _run(capsys, "--video", video_files["good"], *VIDEO_RECIPE,
                             "--max_request_mb", str(max_mb), "--output", str(output),
@@ -502,3 +502,15 @@ def test_cli_video_errors_are_one_line(tmp_path, capsys, rest_server, video_file
     assert (status, out) == (1, "")
     assert err.startswith(message.format(tmp=tmp_path, port=port, **video_files))
     assert err.count("\n") == 1
+
+
+def test_json_array_reads_back_to_the_same_float32_and_uint8():
+    from dgam_tf.serving.from_video import json_array
+    rng = np.random.default_rng(0)
+    floats = np.concatenate([rng.normal(size=198), [0.0, -0.0, 1.0, -1.0, 1e-7, 1 / 3]])
+    x = floats.astype(np.float32).reshape(2, 3, 34)
+    text = json_array(x)
+    np.testing.assert_array_equal(np.asarray(json.loads(text), np.float32), x)
+    assert " " not in text and len(text) < 0.7 * len(json.dumps(x.tolist()))
+    pixels = rng.integers(0, 256, (2, 4, 3), dtype=np.uint8)
+    assert json.loads(json_array(pixels)) == pixels.tolist()

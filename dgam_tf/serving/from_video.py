@@ -11,7 +11,7 @@ then localization (`dgam`, signature `localize`) on the video's features
 
 Clips are sent in batches whose request stays within --max_request_mb: a
 clip's size is measured as it is encoded (raw bytes for gRPC, JSON text for
-REST), so a request is as many clips as fit. RGB goes as uint8 frames, a
+REST: `json_array`), so a request is as many clips as fit. RGB goes as uint8 frames, a
 quarter of float32's bytes; flow can only go as float32.
 """
 import collections
@@ -31,6 +31,20 @@ SIGNATURES = {"rgb": RGB_UINT8, "flow": "flow"}
 # Bytes of a request besides its clips' (names, shapes, JSON brackets).
 REQUEST_OVERHEAD = 4096
 MB = 1 << 20
+
+
+def json_array(x):
+    """An array as JSON text of nested lists, without spaces; floats in their
+    shortest float32 form, which reads back to the same float32 in about
+    half the text of Python's float64 digits (a 16 x 224 x 224 flow clip:
+    20 MB, not 35)."""
+    if x.dtype.kind != "f":
+        return json.dumps(x.tolist(), separators=(",", ":"))
+    text = x.astype(np.float32).astype(str)
+    for _ in range(x.ndim):   # join the innermost axis into "[a,b,...]"
+        rows = text.reshape(-1, text.shape[-1])
+        text = np.array([f"[{','.join(row)}]" for row in rows]).reshape(text.shape[:-1])
+    return text.item()
 
 
 def clip_inputs(path, cfg, streams, workers=None):
@@ -81,7 +95,7 @@ class I3DClient:
 
     def encode(self, clip):
         """A clip as it travels: raw for gRPC, JSON text for REST."""
-        return clip if self._args.protocol == "grpc" else json.dumps(clip.tolist()).encode()
+        return clip if self._args.protocol == "grpc" else json_array(clip).encode()
 
     def send(self, stream, encoded):
         """Features [n, 1024] float32 of n encoded clips of `stream`."""
