@@ -19,7 +19,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from dgam_tf.data import records, writer
-from dgam_tf.serving import client
+from dgam_tf.serving import client, transport
 
 
 def _videos():
@@ -164,7 +164,7 @@ def test_rest_predict(monkeypatch):
                     content_type=request.get_header("Content-type"))
         return _Reply(json.dumps({"outputs": {"score": [0.5]}}).encode())
 
-    monkeypatch.setattr(client.urllib.request, "urlopen", urlopen)
+    monkeypatch.setattr(transport.urllib.request, "urlopen", urlopen)
     body = client.rest_body("localize", {"duration": np.float32(2.0)})
     outputs = client.rest_predict(client.rest_url(), body, timeout=3.0)
     assert sent == {"url": client.rest_url(), "body": body, "timeout": 3.0,
@@ -177,7 +177,7 @@ def test_rest_predict_reports_the_server_error(monkeypatch):
         raise urllib.error.HTTPError(request.full_url, 400, "Bad Request", {}, io.BytesIO(
             json.dumps({"error": "duration must be a float32 scalar"}).encode()))
 
-    monkeypatch.setattr(client.urllib.request, "urlopen", urlopen)
+    monkeypatch.setattr(transport.urllib.request, "urlopen", urlopen)
     with pytest.raises(RuntimeError, match=r"\(400\): duration must be a float32 scalar"):
         client.rest_predict(client.rest_url(), {})
 

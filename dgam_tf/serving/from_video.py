@@ -6,8 +6,8 @@ On the client: decoding at 25 fps, resize and centre crop, and TV-L1 flow
 thread per core for the flow). TV-L1 is not a TensorFlow op, so it cannot
 run in the server.
 On the server: each stream's I3D (`i3d`, signatures `rgb_uint8` and `flow`),
-then localization (`dgam`, signature `localize`) on the video's features
-[T, 1024] per stream and its duration.
+then localization (`dgam`, signature `localize`, sent by serving/client.py)
+on the video's features [T, 1024] per stream and its duration.
 
 Clips are sent in batches whose request stays within --max_request_mb: a
 clip's size is measured as it is encoded (raw bytes for gRPC, JSON text for
@@ -24,7 +24,8 @@ import numpy as np
 
 from dgam_tf.config import ExtractConfig
 from dgam_tf.errors import UserError
-from dgam_tf.export.signatures import I3D_MODEL_NAME, RGB_UINT8
+from dgam_tf.export.signatures import I3D_MODEL_NAME, RGB_UINT8, i3d_request
+from dgam_tf.serving import transport
 
 # The i3d signature each stream's clips are sent to.
 SIGNATURES = {"rgb": RGB_UINT8, "flow": "flow"}
@@ -99,17 +100,14 @@ class I3DClient:
 
     def send(self, stream, encoded):
         """Features [n, 1024] float32 of n encoded clips of `stream`."""
-        from dgam_tf.serving import client
-
         signature = SIGNATURES[stream]
         if self._args.protocol == "grpc":
-            from dgam_tf.export.signatures import i3d_request
             request = i3d_request(signature, np.stack(encoded))
-            return client.grpc_predict(request, self._args)["features"]
+            return transport.grpc_predict(request, self._args)["features"]
         body = b"".join([b'{"signature_name": "', signature.encode(),
                          b'", "inputs": {"clips": [', b",".join(encoded), b"]}}"])
-        url = client.rest_url(self._args.server, I3D_MODEL_NAME)
-        return client.rest_predict(url, body, self._args.timeout)["features"]
+        url = transport.rest_url(self._args.server, I3D_MODEL_NAME)
+        return transport.rest_predict(url, body, self._args.timeout)["features"]
 
 
 def video_features(path, cfg, streams, i3d_client):
@@ -160,10 +158,9 @@ def recipe(args):
                          resize_short_side=args.resize_short_side)
 
 
-def localize_videos(args):
-    """{video id: `localize` outputs} of the command line's --video files."""
-    from dgam_tf.serving import client
-
+def read_videos(args):
+    """Yields (video id, {stream: [T, 1024]}, duration) of the command line's
+    --video files, one video at a time."""
     if not args.max_request_mb > 0:
         raise UserError(f"--max_request_mb must be > 0, got {args.max_request_mb:g}")
     streams = [s for s in args.streams.split(",") if s]
@@ -175,8 +172,5 @@ def localize_videos(args):
     twice = sorted({v for v in ids if ids.count(v) > 1})
     if twice:
         raise UserError(f"two videos named '{twice[0]}': the output names videos by file name")
-    outputs = {}
     for video_id, path in zip(ids, args.video):
-        features, duration = video_features(path, cfg, streams, i3d_client)
-        outputs[video_id] = client.localize_remote(features, duration, args)
-    return outputs
+        yield (video_id, *video_features(path, cfg, streams, i3d_client))
