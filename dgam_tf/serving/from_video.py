@@ -164,7 +164,7 @@ def read_videos(args):
     if not args.max_request_mb > 0:
         raise UserError(f"--max_request_mb must be > 0, got {args.max_request_mb:g}")
     streams = [s for s in args.streams.split(",") if s]
-    if not streams or any(s not in SIGNATURES for s in streams) or len(set(streams)) < len(streams):
+    if not streams or not set(streams) <= set(SIGNATURES) or len(set(streams)) < len(streams):
         raise UserError(f"--streams must be rgb, flow or rgb,flow; got {args.streams!r}")
     cfg = recipe(args)
     i3d_client = I3DClient(args)
