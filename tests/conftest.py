@@ -48,6 +48,26 @@ def saved_model_cli(*args):
 """
 
 
+# Frame rate of the generated videos (write_video).
+SOURCE_FPS = 30
+
+
+def write_video(path, num_frames, speed, seed):
+    """A bright square moving `speed` px a frame over a fixed random
+    background, 64x48, MJPG at SOURCE_FPS (needs the `video` extra)."""
+    import cv2
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    background = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), SOURCE_FPS, (64, 48))
+    for i in range(num_frames):
+        frame = background.copy()
+        x = (speed * i) % 50
+        frame[10:26, x:x + 14] = (0, 200, 255)
+        writer.write(frame)
+    writer.release()
+
+
 def read_videos(data_dir, split, info=None):
     """Every Video of a split in file order, eagerly."""
     info = info or records.load_info(data_dir)

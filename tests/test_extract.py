@@ -10,31 +10,16 @@ import pytest
 
 cv2 = pytest.importorskip("cv2", reason="the `video` extra (opencv-contrib-python-headless)")
 
-from conftest import read_videos, tiny_config, train  # noqa: E402
+from conftest import SOURCE_FPS, read_videos, tiny_config, train, write_video  # noqa: E402
 from dgam_tf import flags as dgam_flags  # noqa: E402
 from dgam_tf.errors import UserError  # noqa: E402
 
 REPO = os.path.join(os.path.dirname(__file__), os.pardir)
-SOURCE_FPS = 30
 # Source frames per video (30 fps): 1.4 to 2.3 s, 2 or 3 segments at 25 fps
 # (TV-L1 costs about 0.1 s a frame pair even at this size).
 LENGTHS = {"walk_a": 42, "walk_b": 70, "run_a": 50, "run_b": 58}
 SUBSETS = {"walk_a": "validation", "run_a": "validation", "walk_b": "test", "run_b": "test"}
 TINY_RECIPE = ["--resize_short_side=24", "--crop_size=16", "--clips_per_batch=2"]
-
-
-def write_video(path, num_frames, speed, seed):
-    """A bright square moving `speed` px a frame over a fixed random
-    background, 64x48, MJPG at 30 fps."""
-    rng = np.random.default_rng(seed)
-    background = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), SOURCE_FPS, (64, 48))
-    for i in range(num_frames):
-        frame = background.copy()
-        x = (speed * i) % 50
-        frame[10:26, x:x + 14] = (0, 200, 255)
-        writer.write(frame)
-    writer.release()
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from dgam_tf.data import records, writer
-from dgam_tf.serving import client
+from dgam_tf.serving import client, transport
 
 
 def _videos():
@@ -164,7 +164,7 @@ def test_rest_predict(monkeypatch):
                     content_type=request.get_header("Content-type"))
         return _Reply(json.dumps({"outputs": {"score": [0.5]}}).encode())
 
-    monkeypatch.setattr(client.urllib.request, "urlopen", urlopen)
+    monkeypatch.setattr(transport.urllib.request, "urlopen", urlopen)
     body = client.rest_body("localize", {"duration": np.float32(2.0)})
     outputs = client.rest_predict(client.rest_url(), body, timeout=3.0)
     assert sent == {"url": client.rest_url(), "body": body, "timeout": 3.0,
@@ -177,7 +177,7 @@ def test_rest_predict_reports_the_server_error(monkeypatch):
         raise urllib.error.HTTPError(request.full_url, 400, "Bad Request", {}, io.BytesIO(
             json.dumps({"error": "duration must be a float32 scalar"}).encode()))
 
-    monkeypatch.setattr(client.urllib.request, "urlopen", urlopen)
+    monkeypatch.setattr(transport.urllib.request, "urlopen", urlopen)
     with pytest.raises(RuntimeError, match=r"\(400\): duration must be a float32 scalar"):
         client.rest_predict(client.rest_url(), {})
 
@@ -194,12 +194,17 @@ DETECTIONS = [{"label": "BaseballPitch", "score": 0.9, "segment": [1.0, 2.0]},
 @pytest.fixture
 def rest_server():
     """A loopback HTTP server: records each request (path, JSON body) in
-    `server.seen` and answers `server.reply` (status, JSON object)."""
+    `server.seen` and its size in bytes in `server.sizes`, and answers
+    `server.reply`: (status, JSON object), or a function of (path, body)
+    giving them."""
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802 (http.server's method name)
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            self.server.seen.append((self.path, json.loads(body)))
-            status, reply = self.server.reply
+            size = int(self.headers["Content-Length"])
+            body = json.loads(self.rfile.read(size))
+            self.server.seen.append((self.path, body))
+            self.server.sizes.append(size)
+            reply = self.server.reply
+            status, reply = reply(self.path, body) if callable(reply) else reply
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
@@ -209,7 +214,7 @@ def rest_server():
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.seen, server.reply = [], (200, {"outputs": OUTPUTS})
+    server.seen, server.sizes, server.reply = [], [], (200, {"outputs": OUTPUTS})
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield server
@@ -268,40 +273,50 @@ def test_cli_sends_every_video_of_a_record_file(tmp_path, capsys, rest_server):
         assert body["inputs"]["duration"] == video.duration
 
 
-def test_cli_over_grpc_with_joint_features(tmp_path, capsys):
-    seen = []
+def _localize_or_not_found(request, context):
+    if request.model_spec.name != "dgam":
+        context.abort(grpc.StatusCode.NOT_FOUND, f"no model named {request.model_spec.name}")
+    return _localize_response()
 
+
+@pytest.fixture
+def grpc_server():
+    """A loopback gRPC PredictionService: records each request in
+    `server.seen` and answers `server.answer(request, context)` (default:
+    `localize`'s detections for model dgam, NOT_FOUND for other names)."""
     class Servicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         def Predict(self, request, context):  # noqa: N802 (gRPC method name)
-            seen.append(request)
-            if request.model_spec.name != "dgam":
-                context.abort(grpc.StatusCode.NOT_FOUND, "no model named other")
-            return _localize_response()
+            server.seen.append(request)
+            return server.answer(request, context)
 
     server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=1))
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Servicer(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    server.port = server.add_insecure_port("127.0.0.1:0")
+    server.seen, server.answer = [], _localize_or_not_found
     server.start()
-    try:
-        joint = np.arange(24, dtype=np.float32).reshape(3, 8)
-        args = ["--joint", _save(tmp_path, "clip.npy", joint), "--protocol", "grpc",
-                "--server", f"127.0.0.1:{port}", "--video_id", "mine"]
-        status, out, _ = _run(capsys, *args)
-        assert status == 0
-        assert json.loads(out)["results"]["mine"] == [
-            {**d, "score": pytest.approx(d["score"])} for d in DETECTIONS]
-        request = seen[0]
-        assert request.model_spec.signature_name == "localize"
-        np.testing.assert_array_equal(tf.make_ndarray(request.inputs["rgb_features"]),
-                                      joint[:, :4])
-        np.testing.assert_array_equal(tf.make_ndarray(request.inputs["flow_features"]),
-                                      joint[:, 4:])
-        status, out, err = _run(capsys, *args, "--model", "other")
-        assert (status, out) == (1, "")
-        assert err == f"error: TF Serving error (NOT_FOUND) at 127.0.0.1:{port}: " \
-                      "no model named other\n"
-    finally:
-        server.stop(None)
+    yield server
+    server.stop(None)
+
+
+def test_cli_over_grpc_with_joint_features(tmp_path, capsys, grpc_server):
+    port = grpc_server.port
+    joint = np.arange(24, dtype=np.float32).reshape(3, 8)
+    args = ["--joint", _save(tmp_path, "clip.npy", joint), "--protocol", "grpc",
+            "--server", f"127.0.0.1:{port}", "--video_id", "mine"]
+    status, out, _ = _run(capsys, *args)
+    assert status == 0
+    assert json.loads(out)["results"]["mine"] == [
+        {**d, "score": pytest.approx(d["score"])} for d in DETECTIONS]
+    request = grpc_server.seen[0]
+    assert request.model_spec.signature_name == "localize"
+    np.testing.assert_array_equal(tf.make_ndarray(request.inputs["rgb_features"]),
+                                  joint[:, :4])
+    np.testing.assert_array_equal(tf.make_ndarray(request.inputs["flow_features"]),
+                                  joint[:, 4:])
+    status, out, err = _run(capsys, *args, "--model", "other")
+    assert (status, out) == (1, "")
+    assert err == f"error: TF Serving error (NOT_FOUND) at 127.0.0.1:{port}: " \
+                  "no model named other\n"
 
 
 def _free_port():
@@ -352,3 +367,150 @@ def test_cli_that_imports_tensorflow_prints_only_its_error(tiny_data_dir, tiny_i
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.startswith(f"error: TF Serving error (UNAVAILABLE) at 127.0.0.1:{port}")
     assert done.stderr.count("\n") == 1, done.stderr
+
+
+# ---- --video: the served i3d, then localize -------------------------------------
+
+# The clip shape of the --video tests: 16 frames cropped to 16 x 16 (tiny).
+VIDEO_RECIPE = ["--resize_short_side", "24", "--crop_size", "16"]
+VIDEO_FRAMES = 96   # at 30 fps: 3.2 s, 80 frames at 25 fps, 5 segments
+
+
+@pytest.fixture(scope="module")
+def video_files(tmp_path_factory):
+    """{"good": a 5-segment video, "short": one under a segment (10 frames at
+    25 fps), "garbage": a file no decoder reads}."""
+    pytest.importorskip("cv2", reason="the `video` extra (opencv-contrib-python-headless)")
+    from conftest import write_video
+    root = tmp_path_factory.mktemp("client_videos")
+    write_video(root / "good.avi", VIDEO_FRAMES, 3, 0)
+    write_video(root / "short.avi", 12, 3, 0)
+    (root / "garbage.avi").write_bytes(b"not a video" * 100)
+    return {name: str(root / f"{name}.avi") for name in ("good", "short", "garbage")}
+
+
+def _i3d_stand_in(clips):
+    """A deterministic function in place of I3D: float clips [N, L, S, S, C]
+    in [-1, 1] -> [N, 1024] (frame means per channel, projected)."""
+    n, length, _, _, channels = clips.shape
+    projection = np.random.default_rng(channels).normal(size=(length * channels, 1024))
+    return clips.mean(axis=(2, 3)).reshape(n, length * channels) @ projection
+
+
+def _served_i3d_input(signature, clips):
+    """What the served i3d scales `clips` to (rgb_uint8: x / 255 * 2 - 1)."""
+    clips = np.asarray(clips, np.float64)
+    return clips / 255 * 2 - 1 if signature == "rgb_uint8" else clips
+
+
+def _expected_features(path, streams):
+    """{stream: [T, 1024]} of the stand-in on the recipe's float clips of
+    `path`, computed here in one go."""
+    from dgam_tf.config import ExtractConfig
+    from dgam_tf.features import pipeline
+    cfg = ExtractConfig(resize_short_side=24, crop_size=16)
+    prepare = pipeline.ClipInputs(cfg, streams)
+    clips = [prepare(c) for c in pipeline.decode_clips(path, path, cfg)
+             if isinstance(c, pipeline.Clip)]
+    return {s: _i3d_stand_in(np.stack([c[s] for c in clips])) for s in streams}
+
+
+def test_cli_video_over_rest_sends_bounded_clip_batches_then_features_to_localize(
+        tmp_path, capsys, rest_server, video_files):
+    def answer(path, body):
+        if path == "/v1/models/i3d:predict":
+            clips = _served_i3d_input(body["signature_name"], body["inputs"]["clips"])
+            return 200, {"outputs": {"features": _i3d_stand_in(clips).tolist()}}
+        return 200, {"outputs": OUTPUTS}
+
+    rest_server.reply = answer
+    max_mb = 0.2   # about 4 RGB clips (45 KB of JSON each), 2 flow clips (90 KB) a request
+    output = tmp_path / "out" / "detections.json"
+    status, out, err = _run(capsys, "--video", video_files["good"], *VIDEO_RECIPE,
+                            "--max_request_mb", str(max_mb), "--output", str(output),
+                            "--server", f"127.0.0.1:{rest_server.server_port}")
+    assert (status, out, err) == (0, "", "")
+    assert json.loads(output.read_text())["results"] == {"good": DETECTIONS}
+
+    *i3d, (localize_path, localize) = zip(rest_server.seen, rest_server.sizes)
+    assert localize_path[0] == "/v1/models/dgam:predict"
+    assert all(size <= max_mb * 2 ** 20 for _, size in i3d)
+    clips_sent = {}
+    for (path, body), _ in i3d:
+        assert path == "/v1/models/i3d:predict"
+        clips_sent.setdefault(body["signature_name"], []).append(len(body["inputs"]["clips"]))
+        assert np.asarray(body["inputs"]["clips"]).shape[1:-1] == (16, 16, 16)
+    assert sum(clips_sent["rgb_uint8"]) == sum(clips_sent["flow"]) == 5
+    assert len(clips_sent["rgb_uint8"]) > 1 and len(clips_sent["flow"]) > 1
+
+    body = localize_path[1]
+    assert body["signature_name"] == "localize"
+    assert body["inputs"]["duration"] == pytest.approx(VIDEO_FRAMES / 30)
+    for stream, expected in _expected_features(video_files["good"], ("rgb", "flow")).items():
+        np.testing.assert_allclose(body["inputs"][f"{stream}_features"], expected,
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_cli_video_over_grpc_packs_raw_clips_up_to_the_bound(capsys, grpc_server,
+                                                             video_files):
+    def answer(request, context):
+        if request.model_spec.name == "i3d":
+            clips = tf.make_ndarray(request.inputs["clips"])
+            response = predict_pb2.PredictResponse()
+            response.outputs["features"].CopyFrom(tf.make_tensor_proto(
+                _i3d_stand_in(_served_i3d_input(request.model_spec.signature_name, clips)),
+                dtype=tf.float32))
+            return response
+        return _localize_response()
+
+    grpc_server.answer = answer
+    # A raw uint8 clip is 16 * 16 * 16 * 3 = 12288 bytes; beside the 4096 bytes
+    # left for the rest of a request, 31457 bytes hold 2 clips, not 3.
+    status, out, _ = _run(capsys, "--video", video_files["good"], *VIDEO_RECIPE,
+                          "--streams", "rgb", "--max_request_mb", "0.03",
+                          "--protocol", "grpc", "--server", f"127.0.0.1:{grpc_server.port}")
+    assert status == 0
+    assert list(json.loads(out)["results"]) == ["good"]
+    *i3d, localize = grpc_server.seen
+    assert [tf.make_ndarray(r.inputs["clips"]).shape[0] for r in i3d] == [2, 2, 1]
+    assert all(r.model_spec.signature_name == "rgb_uint8" and r.ByteSize() <= 0.03 * 2 ** 20
+               and r.inputs["clips"].dtype == tf.uint8.as_datatype_enum for r in i3d)
+    assert set(localize.inputs) == {"rgb_features", "duration"}
+    np.testing.assert_allclose(tf.make_ndarray(localize.inputs["rgb_features"]),
+                               _expected_features(video_files["good"], ("rgb",))["rgb"],
+                               rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing", "error: video {tmp}/missing.avi: no such file"),
+    ("garbage", "error: video {garbage}: unreadable"),
+    ("short", "error: video {short}: 10 frames at 25 fps, fewer than one segment of 16"),
+    ("no server", "error: cannot reach http://127.0.0.1:{port}/v1/models/i3d:predict"),
+    ("server error", "error: TF Serving error (400): clips must be [clips, 16, 224, 224, 3]"),
+    ("tiny requests", "error: --max_request_mb 0.01 is below one rgb clip ("),
+    ("bad streams", "error: --streams must be rgb, flow or rgb,flow; got 'rgb,depth'"),
+])
+def test_cli_video_errors_are_one_line(tmp_path, capsys, rest_server, video_files, case,
+                                       message):
+    port = _free_port() if case == "no server" else rest_server.server_port
+    rest_server.reply = (400, {"error": "clips must be [clips, 16, 224, 224, 3] (rgb)"})
+    video = {"missing": str(tmp_path / "missing.avi")}.get(case, video_files.get(case))
+    extra = {"tiny requests": ["--max_request_mb", "0.01"],
+             "bad streams": ["--streams", "rgb,depth"]}.get(case, [])
+    status, out, err = _run(capsys, "--video", video or video_files["good"], *VIDEO_RECIPE,
+                            "--streams", "rgb", *extra, "--server", f"127.0.0.1:{port}")
+    assert (status, out) == (1, "")
+    assert err.startswith(message.format(tmp=tmp_path, port=port, **video_files))
+    assert err.count("\n") == 1
+
+
+def test_json_array_reads_back_to_the_same_float32_and_uint8():
+    from dgam_tf.serving.from_video import json_array
+    rng = np.random.default_rng(0)
+    floats = np.concatenate([rng.normal(size=198), [0.0, -0.0, 1.0, -1.0, 1e-7, 1 / 3]])
+    x = floats.astype(np.float32).reshape(2, 3, 34)
+    text = json_array(x)
+    np.testing.assert_array_equal(np.asarray(json.loads(text), np.float32), x)
+    assert " " not in text and len(text) < 0.7 * len(json.dumps(x.tolist()))
+    pixels = rng.integers(0, 256, (2, 4, 3), dtype=np.uint8)
+    assert json.loads(json_array(pixels)) == pixels.tolist()

@@ -97,19 +97,21 @@ def decode_clips(key, path, cfg):
 
 class ClipInputs:
     """Turns a Clip into the networks' inputs {stream: [L, S, S, C] float32};
-    one TV-L1 solver per thread. Once `stop` (a threading.Event) is set, the
-    flow in progress ends at its next frame pair and gives None."""
+    with `rgb_uint8`, RGB's is the uint8 crop before scaling to [-1, 1]. One
+    TV-L1 solver per thread. Once `stop` (a threading.Event) is set, the flow
+    in progress ends at its next frame pair and gives None."""
 
-    def __init__(self, cfg, streams, stop=None):
+    def __init__(self, cfg, streams, stop=None, rgb_uint8=False):
         self._cfg = cfg
         self._streams = streams
         self._stop = stop
+        self._rgb = recipe.rgb_crop if rgb_uint8 else recipe.rgb_input
         self._local = threading.local()
 
     def __call__(self, clip):
         cfg, inputs = self._cfg, {}
         if "rgb" in self._streams:
-            inputs["rgb"] = recipe.rgb_input(clip.frames, cfg.crop_size)
+            inputs["rgb"] = self._rgb(clip.frames, cfg.crop_size)
         if "flow" in self._streams:
             if not hasattr(self._local, "solver"):
                 self._local.solver = recipe.tvl1()

@@ -38,10 +38,14 @@ def centre_crop(image, size):
     return image[top:top + size, left:left + size]
 
 
+def rgb_crop(frames, crop_size):
+    """[T, H, W, 3] uint8 resized frames -> their centre [T, crop, crop, 3] uint8."""
+    return np.moveaxis(centre_crop(np.moveaxis(frames, 0, 2), crop_size), 2, 0)
+
+
 def rgb_input(frames, crop_size):
     """[T, H, W, 3] uint8 resized frames -> [T, crop, crop, 3] float32 in [-1, 1]."""
-    crop = centre_crop(np.moveaxis(frames, 0, 2), crop_size)   # [crop, crop, T, 3]
-    return np.moveaxis(crop, 2, 0).astype(np.float32) / 127.5 - 1.0
+    return rgb_crop(frames, crop_size).astype(np.float32) / 127.5 - 1.0
 
 
 def tvl1():

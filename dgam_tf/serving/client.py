@@ -12,61 +12,36 @@ gRPC: build a `PredictRequest` with `serving_default_request` or
 `localize_request` and send it with `predict(stub, request)`. REST: build a
 JSON body with `rest_body` (or `rest_instances` for the row format of
 `serving_default`), post it to `rest_url(...)` with `rest_predict`, or any
-HTTP client, and read the reply with `parse_rest_response`.
+HTTP client, and read the reply with `parse_rest_response` (the sending and
+parsing functions live in serving/transport.py and are re-exported here).
 
 From the shell, `python -m dgam_tf.serving.client` sends videos (.npy
-features or a record file) to `localize` and prints ActivityNet result JSON
-(`--help`). TensorFlow and gRPC are imported only where they are needed, so
+features, a record file, or video files through the served I3D first:
+serving/from_video.py) to `localize` and prints or writes ActivityNet result
+JSON (`--help`). TensorFlow and gRPC are imported only where they are needed, so
 the REST path and `--help` start quickly.
 """
 import argparse
 import json
 import os
 import sys
-import urllib.error
-import urllib.request
 
 import numpy as np
 
+from dgam_tf import files
 from dgam_tf.errors import UserError
 from dgam_tf.tf_setup import import_tensorflow
+from dgam_tf.serving.transport import (  # noqa: F401  (the client's API)
+    decode_strings, grpc_predict, make_stub, parse_predict_response, parse_rest_response,
+    predict, rest_predict, rest_url)
 from dgam_tf.export.signatures import (  # noqa: F401  (the client's API)
     LOCALIZE, MODEL_NAME, SERVING_DEFAULT, localize_inputs, localize_request,
     predict_request, serving_default_inputs, serving_default_request)
 
 
-# ---- gRPC -------------------------------------------------------------------
+# ---- REST bodies ------------------------------------------------------------
 
 
-def parse_predict_response(response):
-    """A `PredictResponse` as a dict output name -> numpy array (str for text)."""
-    import tensorflow as tf
-
-    return {name: _decode_strings(tf.make_ndarray(proto))
-            for name, proto in response.outputs.items()}
-
-
-def make_stub(target):
-    """A `PredictionServiceStub` on an insecure channel to "host:port"."""
-    import grpc
-    from tensorflow_serving.apis import prediction_service_pb2_grpc
-
-    return prediction_service_pb2_grpc.PredictionServiceStub(
-        grpc.insecure_channel(target))
-
-
-def predict(stub, request, timeout=30.0):
-    """Sends `request` through `stub.Predict`; returns the parsed outputs."""
-    return parse_predict_response(stub.Predict(request, timeout=timeout))
-
-
-# ---- REST -------------------------------------------------------------------
-
-
-def rest_url(host="localhost:8501", model_name=MODEL_NAME, version=None):
-    """The REST `:predict` URL of a model (a version, or the latest)."""
-    version_part = f"/versions/{version}" if version is not None else ""
-    return f"http://{host}/v1/models/{model_name}{version_part}:predict"
 
 
 def rest_body(signature_name, inputs):
@@ -95,45 +70,8 @@ def rest_instances(videos):
                           for row in range(len(videos))]}
 
 
-def parse_rest_response(body):
-    """A REST `:predict` reply as a dict output name -> numpy array.
-
-    Accepts both reply formats: {"outputs": {name: value}} (columnar
-    request) and {"predictions": [{name: value}, ...]} (row request; rows
-    are stacked back into a batch).
-
-    Raises:
-      RuntimeError: the reply is an error ({"error": message}).
-    """
-    if "error" in body:
-        raise RuntimeError(f"TF Serving error: {body['error']}")
-    if "outputs" in body:
-        return {name: np.asarray(value) for name, value in body["outputs"].items()}
-    rows = body["predictions"]
-    return {name: np.asarray([row[name] for row in rows]) for name in rows[0]}
 
 
-def rest_predict(url, body, timeout=30.0):
-    """POSTs a JSON body to a REST `:predict` URL; returns the parsed outputs.
-
-    Raises:
-      RuntimeError: the server answered with an error (its message included)
-        or cannot be reached.
-    """
-    request = urllib.request.Request(url, data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as reply:
-            return parse_rest_response(json.load(reply))
-    except urllib.error.HTTPError as error:
-        message = error.read().decode(errors="replace")
-        try:
-            message = json.loads(message)["error"]
-        except (ValueError, KeyError, TypeError):
-            pass
-        raise RuntimeError(f"TF Serving error ({error.code}): {message}") from None
-    except urllib.error.URLError as error:
-        raise RuntimeError(f"cannot reach {url}: {error.reason}") from None
 
 
 # ---- outputs ----------------------------------------------------------------
@@ -149,7 +87,7 @@ def detections(outputs):
       list of {"label", "score", "segment": [start, end], "class_id"}, in the
       model's order (by class id, then descending score).
     """
-    labels = _decode_strings(np.asarray(outputs["label"]))
+    labels = decode_strings(np.asarray(outputs["label"]))
     return [{"label": str(label), "score": float(score),
              "segment": [float(start), float(end)], "class_id": int(class_id)}
             for label, score, start, end, class_id in zip(
@@ -157,12 +95,6 @@ def detections(outputs):
                 outputs["class_id"])]
 
 
-def _decode_strings(array):
-    """Byte-string arrays (from TensorProtos) as str arrays; others unchanged."""
-    if array.dtype.kind not in "OS":
-        return array
-    return np.array([s.decode() if isinstance(s, bytes) else s for s in array.ravel()],
-                    dtype=str).reshape(array.shape)
 
 
 # ---- command line -----------------------------------------------------------
@@ -223,17 +155,13 @@ def read_videos(args):
     return [(video_id, features, args.duration)]
 
 
+
+
 def localize_remote(features, duration, args):
     """Sends one video to `localize` over args.protocol; returns the outputs."""
     if args.protocol == "grpc":
-        import grpc
-
-        request = localize_request(features, duration, args.model, args.version)
-        try:
-            return predict(make_stub(args.server), request, args.timeout)
-        except grpc.RpcError as error:
-            raise RuntimeError(f"TF Serving error ({error.code().name}) at {args.server}: "
-                               f"{error.details()}") from None
+        return grpc_predict(localize_request(features, duration, args.model, args.version),
+                            args)
     return rest_predict(rest_url(args.server, args.model, args.version),
                         rest_body(LOCALIZE, localize_inputs(features, duration)),
                         args.timeout)
@@ -252,6 +180,10 @@ def _parser():
                        "[T, 2 D] in one .npy")
     video.add_argument("--record", metavar="TFRECORD", help="every video of a record "
                        "file of a dgam-tf dataset (dataset.json beside it)")
+    video.add_argument("--video", metavar="PATH", action="append", help="a video file "
+                       "(repeatable): decoded and its TV-L1 flow computed here, features "
+                       "from the served I3D (model i3d), then `localize`")
+    _video_arguments(parser)
     parser.add_argument("--video_id", help="name of the .npy video in the output "
                         "(default: the file name)")
     parser.add_argument("--duration", type=float, default=0.0,
@@ -264,28 +196,59 @@ def _parser():
     parser.add_argument("--model", default=MODEL_NAME, help="model name (default dgam)")
     parser.add_argument("--version", type=int, help="model version (default: latest)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    parser.add_argument("--output", metavar="JSON", help="write the detections there "
+                        "(atomically) instead of printing them")
     return parser
+
+
+def _video_arguments(parser):
+    """The options of --video: streams, request size, the recipe's clip shape."""
+    from dgam_tf.config import ExtractConfig
+
+    default = ExtractConfig()
+    group = parser.add_argument_group("with --video")
+    group.add_argument("--streams", default="rgb,flow", help="the streams the served dgam "
+                       "model takes: rgb,flow (default), rgb or flow")
+    group.add_argument("--max_request_mb", type=float, default=32.0,
+                       help="the largest request to i3d, in MB (default 32); its clips "
+                            "per request follow from a clip's encoded size")
+    for name, help_text in (("segment_frames", "frames per clip"),
+                            ("crop_size", "centre crop, pixels"),
+                            ("resize_short_side", "frames resized to this short side first")):
+        group.add_argument(f"--{name}", type=int, default=getattr(default, name),
+                           help=f"{help_text} (default {getattr(default, name)}; as the "
+                                "i3d export and the dgam model's features)")
 
 
 def main(argv=None):
     """The command line; returns the exit status (errors: one line, 1)."""
     parser = _parser()
     args = parser.parse_args(argv)
-    given = [a for a in ("rgb", "joint", "record") if getattr(args, a)]
+    given = [a for a in ("rgb", "joint", "record", "video") if getattr(args, a)]
     if args.flow and not args.rgb:
         given.append("flow")
     if len(given) != 1:
-        parser.error("give the video as --rgb and/or --flow, --joint or --record")
+        parser.error("give the video as --rgb and/or --flow, --joint, --record or --video")
     if args.record or args.protocol == "grpc":   # they import TensorFlow: quietly
         import_tensorflow()
     try:
+        if args.output:
+            files.check_output_file(args.output)
+        if args.video:
+            from dgam_tf.serving import from_video
+            videos = from_video.read_videos(args)
+        else:
+            videos = read_videos(args)
         outputs = {video_id: localize_remote(features, duration, args)
-                   for video_id, features, duration in read_videos(args)}
+                   for video_id, features, duration in videos}
+        if args.output:
+            files.atomic_write_json(args.output, results_json(outputs))
     except (UserError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    json.dump(results_json(outputs), sys.stdout, indent=2)
-    print()
+    if not args.output:
+        json.dump(results_json(outputs), sys.stdout, indent=2)
+        print()
     return 0
 
 
