@@ -28,9 +28,10 @@ RUNNERS = {
     "convert": "dgam_tf.data.converters",
     "synth": "dgam_tf.data.builtin",
     "extract": "dgam_tf.features.extract",
+    "detect": "dgam_tf.detect.detect",
 }
 NO_TENSORFLOW = ("eval_detections",)       # numpy only
-RESTORING = ("eval", "visualize", "export")  # rebuild the model from model.json
+RESTORING = ("eval", "visualize", "export", "detect")  # rebuild the model from model.json
 # What an interrupted mode leaves (every file is written whole, or not at all).
 INTERRUPTED = {"train": "interrupted; the last checkpoint is kept",
                "visualize": "interrupted; the plots already written are kept",
