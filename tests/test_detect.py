@@ -43,8 +43,11 @@ def cli(videos, extracted_model, tmp_path_factory):
                    "--plot_min_score=-1", f"--output_detections_json={tmp / 'out' / 'd.json'}"],
         "unknown_then_short": [*detect, f"--video={tmp / 'short.avi'}", f"--model_dir={unknown}",
                                *weights],
-        "differs_then_broken": [*detect, "--resize_short_side=32", f"--video={tmp / 'broken.avi'}",
-                                f"--model_dir={model}", *weights],
+        "differs_then_short": [*detect, "--resize_short_side=32", video,
+                               f"--video={tmp / 'short.avi'}", f"--model_dir={model}", *weights,
+                               f"--output_detections_json={tmp / 'partial.json'}"],
+        "broken": [*detect, video, f"--video={tmp / 'broken.avi'}", f"--model_dir={model}",
+                   *weights],
         "no_video": [*detect, f"--model_dir={model}", *weights],
         "missing_video": [*detect, f"--video={tmp / 'nowhere.avi'}", f"--model_dir={model}",
                           *weights],
@@ -129,7 +132,7 @@ def warnings(result):
 
 def test_features_of_another_recipe_or_unknown_ones_are_one_warning_line(cli):
     tmp, runs = cli
-    (differs,) = warnings(runs["differs_then_broken"])
+    (differs,) = warnings(runs["differs_then_short"])
     assert differs == (f"warning: the model in {tmp / 'model'} was trained on other features "
                        "than detect computes: resize_short_side 24 (trained) / 32 (here); its "
                        "detections may be meaningless (use the recipe and weights of its "
@@ -141,10 +144,19 @@ def test_features_of_another_recipe_or_unknown_ones_are_one_warning_line(cli):
             "weights rgb rgb_random ") in unknown
 
 
+def test_a_bad_video_after_good_ones_keeps_their_detections(cli):
+    tmp, runs = cli
+    (line,) = error_lines(runs["differs_then_short"])
+    assert line == (f"error: video {tmp}/short.avi: 10 frames at 25 fps, fewer than one segment "
+                    f"of 16 (the detections of the 1 video(s) before it are in "
+                    f"{tmp}/partial.json)")
+    assert list(json.load(open(tmp / "partial.json"))["results"]) == ["run_b"]
+
+
 @pytest.mark.parametrize("case, culprit", [
     ("unknown_then_short", "video {tmp}/short.avi: 10 frames at 25 fps, fewer than one "
                            "segment of 16"),
-    ("differs_then_broken", "video {tmp}/broken.avi: unreadable"),
+    ("broken", "video {tmp}/broken.avi: unreadable"),
     ("no_video", "--mode=detect needs --video=PATH"),
     ("missing_video", "--video {tmp}/nowhere.avi: no such file"),
     ("feature_size", "the model in {tmp}/small takes 256-d features, not I3D's 1024: "

@@ -16,6 +16,7 @@ Steps:
      timeline PNG, then the ActivityNet result JSON of all the videos.
 """
 import collections
+import contextlib
 import os
 import sys
 
@@ -42,15 +43,19 @@ Detected = collections.namedtuple(
     "Detected", "video_id path duration num_segments seconds_per_segment outputs detections")
 
 
-def video_ids(paths):
+def video_ids(paths, fps):
     """[(video id, path)] of --video files; the id is the file name without
-    its extension. UserError for none, a missing file or two videos with one id."""
+    its extension. UserError for none, a missing file, a file whose first
+    frame does not decode (checked here, before any work) or two videos with
+    one id."""
     if not paths:
         raise UserError("--mode=detect needs --video=PATH (repeat it for more videos)")
     found = {}
     for path in paths:
         if not os.path.isfile(path):
             raise UserError(f"--video {path}: no such file")
+        with contextlib.closing(iter(video_lib.Decoded(path, fps))) as frames:
+            next(frames)
         video_id = os.path.splitext(os.path.basename(path))[0]
         if video_id in found:
             raise UserError(f"--video: two videos named '{video_id}': {found[video_id]} "
@@ -142,10 +147,11 @@ def thumbnails(path, fps, duration, count=THUMBNAILS, short_side=THUMBNAIL_PIXEL
     return frames
 
 
-def run(cfg):
-    """--mode=detect: the detections of each --video, printed, written as
-    JSON and, with --plot, drawn."""
-    videos = video_ids(cfg.detect.videos)
+def start(cfg):
+    """The checks of step 1, then the work's parts: ([(video id, path)],
+    the model's streams, {stream: weights path}), with the provenance
+    warning printed."""
+    videos = video_ids(cfg.detect.videos, cfg.extract.fps)
     model_cfg = model_dir_lib.read_settings(cfg.model_dir)
     streams = model_streams(cfg.model_dir, model_cfg, cfg.data.streams)
     weights = extract.checkpoints(cfg.extract, streams, mode="detect")
@@ -157,21 +163,40 @@ def run(cfg):
     if cfg.plot.frames and not cfg.detect.plot:
         print("note: --plot_frames draws thumbnails in --plot's timelines; without --plot "
               "nothing is drawn", file=sys.stderr)
+    return videos, streams, weights
+
+
+def write_json(cfg, found, class_names):
+    """Writes {video id: [Detection]} as ActivityNet result JSON to
+    --output_detections_json (default <model_dir>/detections_video.json),
+    atomically; returns the path."""
+    path = cfg.detect.output_detections_json or os.path.join(cfg.model_dir, DETECTIONS_FILE)
+    files.atomic_write_json(path, localize.results_json(found, class_names))
+    return path
+
+
+def run(cfg):
+    """--mode=detect: the detections of each --video, printed, drawn with
+    --plot and written as JSON (those of the videos before a bad one too)."""
+    videos, streams, weights = start(cfg)
     modules, model_cfg, _ = model_dir_lib.load_modules(cfg.model_dir, cfg.evaluation.checkpoint,
                                                        streams)
     networks = pipeline.FeatureNetworks(weights, cfg.extract, cfg.train.mixed_precision)
     print(f"Detecting actions in {len(videos)} video{'s' * (len(videos) != 1)} with the "
           f"{'+'.join(streams)} model in {cfg.model_dir}", flush=True)
-    found = {}
-    for detected in detect_videos(videos, modules, model_cfg, networks, cfg):
-        found[detected.video_id] = detected.detections
-        print(report.table(detected, model_cfg.class_names, cfg.detect.table_rows), flush=True)
-        if cfg.detect.plot:
-            frames = (thumbnails(detected.path, cfg.extract.fps, detected.duration)
-                      if cfg.plot.frames else None)
-            print("Wrote " + report.plot(detected, model_cfg.class_names,
-                                         os.path.join(cfg.model_dir, "plots"),
-                                         cfg.plot.min_score, frames), flush=True)
-    path = cfg.detect.output_detections_json or os.path.join(cfg.model_dir, DETECTIONS_FILE)
-    files.atomic_write_json(path, localize.results_json(found, model_cfg.class_names))
-    print(f"Wrote {path}")
+    found, names = {}, model_cfg.class_names
+    try:
+        for detected in detect_videos(videos, modules, model_cfg, networks, cfg):
+            found[detected.video_id] = detected.detections
+            print(report.table(detected, names, cfg.detect.table_rows), flush=True)
+            if cfg.detect.plot:
+                frames = (thumbnails(detected.path, cfg.extract.fps, detected.duration)
+                          if cfg.plot.frames else None)
+                print("Wrote " + report.plot(detected, names, os.path.join(cfg.model_dir, "plots"),
+                                             cfg.plot.min_score, frames), flush=True)
+    except UserError as e:
+        if not found:
+            raise
+        raise UserError(f"{e} (the detections of the {len(found)} video(s) before it are in "
+                        f"{write_json(cfg, found, names)})") from None
+    print(f"Wrote {write_json(cfg, found, names)}")
