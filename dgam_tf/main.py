@@ -36,7 +36,8 @@ RESTORING = ("eval", "visualize", "export", "detect")  # rebuild the model from 
 INTERRUPTED = {"train": "interrupted; the last checkpoint is kept",
                "visualize": "interrupted; the plots already written are kept",
                "extract": "interrupted; finished videos are kept in <data_dir>.work, "
-                          "the same command continues"}
+                          "the same command continues",
+               "detect": "interrupted; the detections of the videos finished, if any, are written"}
 
 
 def parse_flags(argv):

@@ -50,18 +50,12 @@ def video_ids(paths, fps):
     one id."""
     if not paths:
         raise UserError("--mode=detect needs --video=PATH (repeat it for more videos)")
-    found = {}
     for path in paths:
         if not os.path.isfile(path):
             raise UserError(f"--video {path}: no such file")
         with contextlib.closing(iter(video_lib.Decoded(path, fps))) as frames:
             next(frames)
-        video_id = os.path.splitext(os.path.basename(path))[0]
-        if video_id in found:
-            raise UserError(f"--video: two videos named '{video_id}': {found[video_id]} "
-                            f"and {path}")
-        found[video_id] = path
-    return list(found.items())
+    return extract.named_videos(paths, "--video")
 
 
 def model_streams(model_dir, model_cfg, streams):
@@ -123,15 +117,17 @@ def detect_videos(videos, modules, model_cfg, networks, cfg):
     """
     seconds_per_segment = cfg.extract.segment_frames / cfg.extract.fps
     paths = dict(videos)
-    for result in pipeline.extract(videos, cfg.extract, networks):
-        if result.error:
-            raise UserError(result.error)
-        outputs = sampled_outputs(modules, result.features, model_cfg.num_classes, cfg.data)
-        t = len(next(iter(result.features.values())))
-        detections = localize.localize_video(outputs, t, cfg.localization,
-                                             seconds_per_segment=seconds_per_segment)
-        yield Detected(result.key, paths[result.key], result.duration, t, seconds_per_segment,
-                       outputs, detections)
+    # Closed on the way out, so that no decoding or flow thread outlives an error.
+    with contextlib.closing(pipeline.extract(videos, cfg.extract, networks)) as results:
+        for result in results:
+            if result.error:
+                raise UserError(result.error)
+            outputs = sampled_outputs(modules, result.features, model_cfg.num_classes, cfg.data)
+            t = len(next(iter(result.features.values())))
+            detections = localize.localize_video(outputs, t, cfg.localization,
+                                                 seconds_per_segment=seconds_per_segment)
+            yield Detected(result.key, paths[result.key], result.duration, t,
+                           seconds_per_segment, outputs, detections)
 
 
 def thumbnails(path, fps, duration, count=THUMBNAILS, short_side=THUMBNAIL_PIXELS):
@@ -186,17 +182,22 @@ def run(cfg):
           f"{'+'.join(streams)} model in {cfg.model_dir}", flush=True)
     found, names = {}, model_cfg.class_names
     try:
-        for detected in detect_videos(videos, modules, model_cfg, networks, cfg):
-            found[detected.video_id] = detected.detections
-            print(report.table(detected, names, cfg.detect.table_rows), flush=True)
-            if cfg.detect.plot:
-                frames = (thumbnails(detected.path, cfg.extract.fps, detected.duration)
-                          if cfg.plot.frames else None)
-                print("Wrote " + report.plot(detected, names, os.path.join(cfg.model_dir, "plots"),
-                                             cfg.plot.min_score, frames), flush=True)
-    except UserError as e:
+        with contextlib.closing(detect_videos(videos, modules, model_cfg, networks, cfg)) as done:
+            for detected in done:
+                found[detected.video_id] = detected.detections
+                print(report.table(detected, names, cfg.detect.table_rows), flush=True)
+                if cfg.detect.plot:
+                    frames = (thumbnails(detected.path, cfg.extract.fps, detected.duration)
+                              if cfg.plot.frames else None)
+                    print("Wrote " + report.plot(detected, names,
+                                                 os.path.join(cfg.model_dir, "plots"),
+                                                 cfg.plot.min_score, frames), flush=True)
+    except (UserError, KeyboardInterrupt) as e:
         if not found:
             raise
+        path = write_json(cfg, found, names)
+        if isinstance(e, KeyboardInterrupt):
+            raise
         raise UserError(f"{e} (the detections of the {len(found)} video(s) before it are in "
-                        f"{write_json(cfg, found, names)})") from None
+                        f"{path})") from None
     print(f"Wrote {write_json(cfg, found, names)}")

@@ -53,12 +53,18 @@ def list_videos(video_dir):
     if not paths:
         raise UserError(f"--video_dir {video_dir}: no video files (extensions "
                         f"{' '.join(VIDEO_EXTENSIONS)})")
+    return named_videos(paths, f"--video_dir {video_dir}")
+
+
+def named_videos(paths, where):
+    """[(video id, path)] of video files: the id is the file name without its
+    extension. UserError naming `where` for two videos with one id."""
     found = {}
     for path in paths:
         video_id = os.path.splitext(os.path.basename(path))[0]
         if video_id in found:
-            raise UserError(f"--video_dir {video_dir}: two videos named '{video_id}': "
-                            f"{found[video_id]} and {path}")
+            raise UserError(f"{where}: two videos named '{video_id}': {found[video_id]} and "
+                            f"{path}")
         found[video_id] = path
     return list(found.items())
 
