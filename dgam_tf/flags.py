@@ -288,7 +288,7 @@ def define_flags(fv=flags.FLAGS):
     # plot flags and --mixed_precision apply too.
     detect_cfg = config_lib.DetectConfig
     flags.DEFINE_multi_string("video", list(detect_cfg.videos),
-                              "--mode=detect: a video file (repeat the flag for more).", **d)
+                              "--mode=detect: a video file", **d)
     flags.DEFINE_string("output_detections_json", detect_cfg.output_detections_json,
                         "--mode=detect: where to write the detections (ActivityNet result "
                         "JSON; default <model_dir>/detections_video.json).", **d)
@@ -344,7 +344,8 @@ def usage(header, fv=flags.FLAGS):
         lines += ["", f"{group} flags:"]
         for flag in group_flags:
             lines += [f"  {_flag_line(flag)}", textwrap.fill(
-                flag.help, 79, initial_indent=" " * 6, subsequent_indent=" " * 6)]
+                " ".join(flag.help.split()), 79, initial_indent=" " * 6,
+                subsequent_indent=" " * 6, break_long_words=False)]
     lines += ["", "--helpfull also lists absl's own flags."]
     return "\n".join(lines)
 
