@@ -113,6 +113,23 @@ def test_the_model_records_the_features_it_was_trained_on(videos, extracted, ext
                                              "crc32": f"{crc:08x}"}
 
 
+def test_the_table_of_a_long_video_adds_m_ss_and_says_what_it_leaves_out():
+    from dgam_tf.detect import detect, report
+    from dgam_tf.localization.localize import Detection
+    found = [Detection(0, 0.2, 5.0, 9.5), Detection(1, 0.9, 61.4, 75.0),
+             Detection(0, 0.5, 119.6, 130.25)]
+    video = detect.Detected("long", "/videos/long.mp4", 150.0, 234, 0.64, {}, found)
+    assert report.table(video, ["HighJump", "Diving"], rows=2).splitlines() == [
+        "long.mp4: 150.00 s, 234 segments, 3 detections",
+        "  class      start  m:ss     end  m:ss   score",
+        "  Diving     61.40  1:01   75.00  1:15   0.900",
+        "  HighJump  119.60  2:00  130.25  2:10   0.500",
+        "  ... 1 more in the JSON (--table_rows=2)"]
+    short = video._replace(duration=20.0, detections=found[:1])
+    assert report.table(short, ["HighJump", "Diving"], rows=2).splitlines()[1:] == [
+        "  class      start     end   score", "  HighJump    5.00    9.50   0.200"]
+
+
 def test_provenance_differences_name_each_field_and_stream():
     trained = {"recipe": {"fps": 25.0, "crop_size": 224},
                "weights": {"rgb": {"name": "rgb_imagenet", "crc32": "0000000a"}}}

@@ -34,12 +34,11 @@ def table(detected, class_names, rows):
     best = sorted(detected.detections, key=lambda d: -d.score)[:rows]
     width = max(5, *(len(class_names[d.class_id]) for d in best))
     long = detected.duration >= timeline.MMSS_FROM
-    times = "   start (m:ss)     end (m:ss)" if long else "   start     end"
-    lines.append(f"  {'class':<{width}}{times}   score")
+    times = f"{'start':>8}{'m:ss':>6}{'end':>8}{'m:ss':>6}" if long else f"{'start':>8}{'end':>8}"
+    lines.append(f"  {'class':<{width}}{times}{'score':>8}")
     for d in best:
         if long:
-            span = (f"{d.start:8.2f} ({clock(d.start):>5}){d.end:8.2f} "
-                    f"({clock(d.end):>5})")
+            span = f"{d.start:8.2f}{clock(d.start):>6}{d.end:8.2f}{clock(d.end):>6}"
         else:
             span = f"{d.start:8.2f}{d.end:8.2f}"
         lines.append(f"  {class_names[d.class_id]:<{width}}{span}{d.score:8.3f}")
