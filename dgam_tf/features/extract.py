@@ -151,13 +151,14 @@ def provenance_differences(trained, used):
     """What differs between the provenance a model was trained on and the
     one in use: ["crop_size 224 (trained) / 16 (here)", "rgb weights
     rgb_imagenet 1a2b3c4d (trained) / rgb_scratch 5e6f7a8b (here)", ...];
-    streams the training record lacks count as differing."""
-    out = [f"{k} {trained['recipe'].get(k)} (trained) / {v} (here)"
-           for k, v in used["recipe"].items() if trained["recipe"].get(k) != v]
+    streams and fields the training record lacks count as differing."""
+    recipe, weights = trained.get("recipe", {}), trained.get("weights", {})
+    out = [f"{k} {recipe.get(k)} (trained) / {v} (here)"
+           for k, v in used["recipe"].items() if recipe.get(k) != v]
     for stream, here in used["weights"].items():
-        then = trained["weights"].get(stream)
+        then = weights.get(stream)
         if then is None or then.get("crc32") != here["crc32"]:
-            before = f"{then['name']} {then['crc32']}" if then else "none"
+            before = f"{then.get('name')} {then.get('crc32')}" if then else "none"
             out.append(f"{stream} weights {before} (trained) / {here['name']} "
                        f"{here['crc32']} (here)")
     return out

@@ -80,7 +80,12 @@ def write_features(model_dir, features):
 def read_features(model_dir):
     """The provenance write_features recorded, or None when unknown."""
     path = os.path.join(model_dir, FEATURES_FILE)
-    return files.read_json(path, "feature provenance") if files.exists(path) else None
+    if not files.exists(path):
+        return None
+    record = files.read_json(path, "feature provenance")
+    if not isinstance(record, dict):
+        raise UserError(f"{path}: feature provenance is not a JSON object")
+    return record
 
 
 def load_models(model_dir, checkpoint="latest", streams=None):
