@@ -454,6 +454,26 @@ class StudyConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class DetectConfig(_Ranged):
+    """--mode=detect: video files through a trained model to detections
+    (dgam_tf/detect/). The recipe and weights are ExtractConfig's.
+
+    Attributes:
+      videos: the video files.
+      output_detections_json: ActivityNet result JSON (None:
+        <model_dir>/detections_video.json).
+      plot: a timeline PNG per video in <model_dir>/plots/.
+      table_rows: detections printed per video, best first.
+    """
+    videos: Tuple[str, ...] = ()
+    output_detections_json: Optional[str] = None
+    plot: bool = False
+    table_rows: int = 10
+
+    RANGES = dict(table_rows="[1, inf)")
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     """Everything one run of `python -m dgam_tf.main` was asked to do."""
     mode: str = "train"
@@ -469,6 +489,7 @@ class Config:
     extract: ExtractConfig = ExtractConfig()
     plot: PlotConfig = PlotConfig()
     study: StudyConfig = StudyConfig()
+    detect: DetectConfig = DetectConfig()
 
 
 # --mode=export_i3d's --export_dir unless given: beside the DGAM export.

@@ -28,6 +28,7 @@ MODES = {
     "extract": "I3D features of the videos in --video_dir, as records in --data_dir",
     "export_i3d": "write the I3D feature extractor as a SavedModel for TF Serving",
     "study": "train --seeds in <model_dir>/seed_<k>/ (resumable), report mean and sd over them",
+    "detect": "detections in --video files with a trained --model_dir (and --i3d_* weights)",
 }
 # Flags that define a trained model; eval, export and visualize rebuild it
 # from its model.json instead.
@@ -39,7 +40,7 @@ GROUP_STARTS = {"mode": "general", "dataset": "data", "attention_hidden": "model
                 "tiou_thresholds": "evaluation", "source_format": "data",
                 "export_dir": "export", "video_dir": "feature extraction",
                 "plot_min_score": "plots",
-                "seeds": "study"}
+                "seeds": "study", "video": "detection"}
 
 
 def define_flags(fv=flags.FLAGS):
@@ -299,6 +300,21 @@ def define_flags(fv=flags.FLAGS):
                       "float32, bfloat16) in <model_dir>/<variant>/seed_<k>/, and report "
                       "each against the first, paired by seed.", **d)
 
+    # Detection (--mode=detect); the --i3d_* and recipe flags of feature
+    # extraction, --streams, --checkpoint, the test sampling, localization and
+    # plot flags and --mixed_precision apply too.
+    detect_cfg = config_lib.DetectConfig
+    flags.DEFINE_multi_string("video", list(detect_cfg.videos),
+                              "--mode=detect: a video file", **d)
+    flags.DEFINE_string("output_detections_json", detect_cfg.output_detections_json,
+                        "--mode=detect: where to write the detections (ActivityNet result "
+                        "JSON; default <model_dir>/detections_video.json).", **d)
+    flags.DEFINE_boolean("plot", detect_cfg.plot,
+                         "--mode=detect: also draw a timeline PNG per video in "
+                         "<model_dir>/plots/ (with --plot_frames, video thumbnails).", **d)
+    flags.DEFINE_integer("table_rows", detect_cfg.table_rows,
+                         "--mode=detect: detections printed per video, best first.", **d)
+
 
 def _strs(numbers):
     """A list flag's default of numbers ("1", "0.03", ...)."""
@@ -346,8 +362,8 @@ def usage(header, fv=flags.FLAGS):
         for flag in group_flags:
             # An enum's "<a|b|...>" stays whole: a wrap inside it would split a value.
             lines += [f"  {_flag_line(flag)}", textwrap.fill(
-                flag.help, 79, initial_indent=" " * 6, subsequent_indent=" " * 6,
-                break_long_words=False)]
+                " ".join(flag.help.split()), 79, initial_indent=" " * 6,
+                subsequent_indent=" " * 6, break_long_words=False)]
     lines += ["", "--helpfull also lists absl's own flags."]
     return "\n".join(lines)
 
@@ -429,10 +445,15 @@ def parse(fv=flags.FLAGS):
     export = config_lib.ExportConfig(export_dir=fv.export_dir, export_version=fv.export_version,
                                      checkpoint=fv.checkpoint, overwrite=fv.overwrite)
     plot = config_lib.PlotConfig(min_score=fv.plot_min_score, frames=fv.plot_frames)
+    detect = config_lib.DetectConfig(
+        videos=tuple(fv.video), output_detections_json=fv.output_detections_json,
+        plot=fv.plot, table_rows=fv.table_rows)
+    extract = (config_lib.ExtractConfig(**_values(fv, config_lib.ExtractConfig))
+               if fv.mode == "detect" else config_lib.ExtractConfig())
     return config_lib.Config(**run, data=data, model=model, train=train,
                              localization=localization, evaluation=_eval_config(fv),
                              export=export, convert=convert, plot=plot,
-                             study=_study_config(fv))
+                             study=_study_config(fv), extract=extract, detect=detect)
 
 
 def _values(fv, cls, *besides):

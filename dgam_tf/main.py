@@ -32,9 +32,10 @@ RUNNERS = {
     "extract": "dgam_tf.features.extract",
     "export_i3d": "dgam_tf.export.i3d",
     "study": "dgam_tf.study.runner",
+    "detect": "dgam_tf.detect.detect",
 }
 NO_TENSORFLOW = ("eval_detections",)       # numpy only
-RESTORING = ("eval", "visualize", "export")  # rebuild the model from model.json
+RESTORING = ("eval", "visualize", "export", "detect")  # rebuild the model from model.json
 # What an interrupted mode leaves (every file is written whole, or not at all).
 INTERRUPTED = {
     "train": "interrupted; the last checkpoint is kept, and the same command resumes from it",
@@ -48,6 +49,7 @@ INTERRUPTED = {
                "command continues",
     "study": "interrupted; finished runs and the last checkpoints are kept, and the same "
              "command resumes",
+    "detect": "interrupted; the detections of the videos finished, if any, are written",
 }
 
 

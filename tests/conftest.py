@@ -1,11 +1,14 @@
 """Session-scoped fixtures: one tiny synthetic dataset and one tiny trained
-model, shared by every test that needs them (keeps the suite fast)."""
+model, generated videos, their features and a model trained on them, shared
+by every test that needs them (keeps the suite fast)."""
+import json
 import os
 import struct
 
 # Quiet TF's C++ start-up chatter in test output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from dgam_tf import flags as dgam_flags  # noqa: E402
@@ -48,26 +51,6 @@ def saved_model_cli(*args):
 """
 
 
-# Frame rate of the generated videos (write_video).
-SOURCE_FPS = 30
-
-
-def write_video(path, num_frames, speed, seed):
-    """A bright square moving `speed` px a frame over a fixed random
-    background, 64x48, MJPG at SOURCE_FPS (needs the `video` extra)."""
-    import cv2
-    import numpy as np
-    rng = np.random.default_rng(seed)
-    background = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), SOURCE_FPS, (64, 48))
-    for i in range(num_frames):
-        frame = background.copy()
-        x = (speed * i) % 50
-        frame[10:26, x:x + 14] = (0, 200, 255)
-        writer.write(frame)
-    writer.release()
-
-
 def read_videos(data_dir, split, info=None):
     """Every Video of a split in file order, eagerly."""
     info = info or records.load_info(data_dir)
@@ -102,6 +85,92 @@ def make_trainer(cfg, info):
     """A training.trainer.Trainer of a Config on its data."""
     from dgam_tf.training import trainer
     return trainer.Trainer(cfg.data.data_dir, info, cfg.data, cfg.model, cfg.train)
+
+
+# Generated videos and their features (--mode=extract, --mode=detect).
+SOURCE_FPS = 30
+# Source frames per video (30 fps): 1.4 to 2.3 s, 2 or 3 segments at 25 fps
+# (TV-L1 costs about 0.1 s a frame pair even at this size).
+LENGTHS = {"walk_a": 42, "walk_b": 70, "run_a": 50, "run_b": 58}
+SUBSETS = {"walk_a": "validation", "run_a": "validation", "walk_b": "test", "run_b": "test"}
+TINY_RECIPE = ["--resize_short_side=24", "--crop_size=16", "--clips_per_batch=2"]
+
+
+def write_video(path, num_frames, speed, seed):
+    """A bright square moving `speed` px a frame over a fixed random
+    background, 64x48, MJPG at 30 fps."""
+    import cv2
+    rng = np.random.default_rng(seed)
+    background = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), SOURCE_FPS, (64, 48))
+    for i in range(num_frames):
+        frame = background.copy()
+        x = (speed * i) % 50
+        frame[10:26, x:x + 14] = (0, 200, 255)
+        writer.write(frame)
+    writer.release()
+
+
+@pytest.fixture(scope="session")
+def videos(tmp_path_factory):
+    """(video folder, annotations JSON, I3D checkpoints {stream: folder})."""
+    pytest.importorskip("cv2", reason="the `video` extra (opencv-contrib-python-headless)")
+    from dgam_tf.features import i3d, weights
+    root = tmp_path_factory.mktemp("videos")
+    folder = root / "videos"
+    folder.mkdir()
+    database = {}
+    for seed, (name, length) in enumerate(LENGTHS.items()):
+        write_video(folder / f"{name}.avi", length, 1 if name.startswith("walk") else 4, seed)
+        label = name.split("_")[0]
+        database[name] = {"subset": SUBSETS[name], "duration": length / SOURCE_FPS,
+                          "annotations": [{"label": label, "segment": [0.3, 1.2]}]}
+    annotations = root / "gt.json"
+    annotations.write_text(json.dumps({"database": database}))
+    checkpoints = {}
+    for stream in ("rgb", "flow"):
+        checkpoints[stream] = root / f"{stream}_random"
+        weights.save_deepmind_checkpoint(i3d.I3D(stream), str(checkpoints[stream] / "model.ckpt"))
+    return folder, annotations, checkpoints
+
+
+def extract_config(videos, data_dir, *argv, annotations=True):
+    folder, gt, checkpoints = videos
+    args = [f"--video_dir={folder}", f"--data_dir={data_dir}", "--feature_dtype=float32",
+            f"--i3d_rgb_checkpoint={checkpoints['rgb']}",
+            f"--i3d_flow_checkpoint={checkpoints['flow']}", *TINY_RECIPE, *argv]
+    if annotations:
+        args.append(f"--annotations={gt}")
+    return dgam_flags.parse_args(["--mode=extract", *args])
+
+
+def extract(cfg):
+    from dgam_tf.features import extract as extract_lib
+    return extract_lib.run(cfg)
+
+
+@pytest.fixture(scope="session")
+def extracted(videos, tmp_path_factory):
+    """An uninterrupted extraction of the four annotated videos."""
+    data_dir = tmp_path_factory.mktemp("extracted") / "data"
+    extract(extract_config(videos, data_dir))
+    return str(data_dir)
+
+
+def extracted_config(data_dir, model_dir, argv=()):
+    """tiny_config of the model trained on extracted features: the w/o-GAM
+    baseline (one training stage, half the tracing time), one epoch."""
+    return tiny_config(data_dir, model_dir, argv, epochs=1, num_segments=4, batch_size=2,
+                       test_min_segments=2, eval_every=0, gam=False)
+
+
+@pytest.fixture(scope="session")
+def extracted_model(extracted, tmp_path_factory):
+    """A model trained on the `extracted` records (its features.json records them)."""
+    model_dir = tmp_path_factory.mktemp("extracted_model") / "run"
+    train(extracted_config(extracted, model_dir))
+    return str(model_dir)
+
 
 
 def tfrecord_ends(raw):

@@ -10,61 +10,12 @@ import pytest
 
 cv2 = pytest.importorskip("cv2", reason="the `video` extra (opencv-contrib-python-headless)")
 
-from conftest import SOURCE_FPS, read_videos, tiny_config, train, write_video  # noqa: E402
+from conftest import (LENGTHS, SOURCE_FPS, TINY_RECIPE, extract, extract_config,  # noqa: E402
+                      extracted_config, read_videos, write_video)
 from dgam_tf import flags as dgam_flags  # noqa: E402
 from dgam_tf.errors import UserError  # noqa: E402
 
 REPO = os.path.join(os.path.dirname(__file__), os.pardir)
-# Source frames per video (30 fps): 1.4 to 2.3 s, 2 or 3 segments at 25 fps
-# (TV-L1 costs about 0.1 s a frame pair even at this size).
-LENGTHS = {"walk_a": 42, "walk_b": 70, "run_a": 50, "run_b": 58}
-SUBSETS = {"walk_a": "validation", "run_a": "validation", "walk_b": "test", "run_b": "test"}
-TINY_RECIPE = ["--resize_short_side=24", "--crop_size=16", "--clips_per_batch=2"]
-
-
-@pytest.fixture(scope="session")
-def videos(tmp_path_factory):
-    """(video folder, annotations JSON, I3D checkpoints {stream: folder})."""
-    from dgam_tf.features import i3d, weights
-    root = tmp_path_factory.mktemp("videos")
-    folder = root / "videos"
-    folder.mkdir()
-    database = {}
-    for seed, (name, length) in enumerate(LENGTHS.items()):
-        write_video(folder / f"{name}.avi", length, 1 if name.startswith("walk") else 4, seed)
-        label = name.split("_")[0]
-        database[name] = {"subset": SUBSETS[name], "duration": length / SOURCE_FPS,
-                          "annotations": [{"label": label, "segment": [0.3, 1.2]}]}
-    annotations = root / "gt.json"
-    annotations.write_text(json.dumps({"database": database}))
-    checkpoints = {}
-    for stream in ("rgb", "flow"):
-        checkpoints[stream] = root / f"{stream}_random"
-        weights.save_deepmind_checkpoint(i3d.I3D(stream), str(checkpoints[stream] / "model.ckpt"))
-    return folder, annotations, checkpoints
-
-
-def extract_config(videos, data_dir, *argv, annotations=True):
-    folder, gt, checkpoints = videos
-    args = [f"--video_dir={folder}", f"--data_dir={data_dir}", "--feature_dtype=float32",
-            f"--i3d_rgb_checkpoint={checkpoints['rgb']}",
-            f"--i3d_flow_checkpoint={checkpoints['flow']}", *TINY_RECIPE, *argv]
-    if annotations:
-        args.append(f"--annotations={gt}")
-    return dgam_flags.parse_args(["--mode=extract", *args])
-
-
-def extract(cfg):
-    from dgam_tf.features import extract as extract_lib
-    return extract_lib.run(cfg)
-
-
-@pytest.fixture(scope="session")
-def extracted(videos, tmp_path_factory):
-    """An uninterrupted extraction of the four annotated videos."""
-    data_dir = tmp_path_factory.mktemp("extracted") / "data"
-    extract(extract_config(videos, data_dir))
-    return str(data_dir)
 
 
 def folder_bytes(folder):
@@ -112,16 +63,12 @@ def test_a_segments_feature_is_i3d_of_its_16_frames(videos, extracted):
     np.testing.assert_allclose(video.features["rgb"][1], expected, rtol=1e-4, atol=1e-5)
 
 
-def test_a_smoke_train_and_eval_run_on_the_extracted_records(extracted, tmp_path):
+def test_a_smoke_train_and_eval_run_on_the_extracted_records(extracted, extracted_model):
     from dgam_tf.evaluation import evaluate
-    # The w/o-GAM baseline: one training stage, half the tracing time.
-    cfg = tiny_config(extracted, tmp_path / "model", epochs=1, num_segments=4, batch_size=2,
-                      test_min_segments=2, eval_every=0, gam=False)
-    train(cfg)
-    evaluate.run(cfg)   # --mode=eval
-    metrics = json.load(open(tmp_path / "model" / "metrics.json"))
+    evaluate.run(extracted_config(extracted, extracted_model))   # --mode=eval
+    metrics = json.load(open(os.path.join(extracted_model, "metrics.json")))
     assert metrics["split"] == "test" and metrics["source"]["data_dir"] == extracted
-    detections = json.load(open(tmp_path / "model" / "detections_test.json"))
+    detections = json.load(open(os.path.join(extracted_model, "detections_test.json")))
     assert sorted(detections["results"]) == ["run_b", "walk_b"]
 
 

@@ -103,6 +103,7 @@ RANGES = [
     ("cpu_devices", ["-1"], ["0"], "not negative"),
     ("seed", ["-1"], ["0"], "not negative"),
     ("export_version", ["0"], ["1"], "at least 1"),
+    ("table_rows", ["0"], ["1"], "at least 1"),
 ]
 
 
@@ -133,13 +134,15 @@ def test_help_groups_hold_every_flag_once_in_the_issue_order():
     fv = dgam_flags.flag_values()
     groups = dgam_flags.flag_groups(fv)
     assert list(groups) == ["general", "data", "model", "training", "localization",
-                            "evaluation", "export", "feature extraction", "plots", "study"]
+                            "evaluation", "export", "feature extraction", "plots", "study", "detection"]
     names = [flag.name for group in groups.values() for flag in group]
     assert sorted(names) == sorted(fv) and len(names) == len(set(names))
     assert "epochs" in [f.name for f in groups["training"]]
     assert "source_format" in [f.name for f in groups["data"]]   # converters: data
     assert "i3d_rgb_checkpoint" in [f.name for f in groups["feature extraction"]]
     assert [f.name for f in groups["plots"]] == ["plot_min_score", "plot_frames"]
+    assert [f.name for f in groups["detection"]] == ["video", "output_detections_json", "plot",
+                                                     "table_rows"]
 
 
 def test_extract_flags_fill_the_extract_config_and_bad_ones_are_one_line():
@@ -154,6 +157,18 @@ def test_extract_flags_fill_the_extract_config_and_bad_ones_are_one_line():
                           (["--flow_bound=-1"], "--flow_bound")):
         with pytest.raises(UserError, match=culprit):
             dgam_flags.parse_args(["--mode=extract"] + argv)
+
+
+def test_detect_flags_fill_the_detect_and_extract_configs():
+    cfg = dgam_flags.parse_args(["--mode=detect", "--video=a.mp4", "--video=b.avi", "--plot",
+                                 "--output_detections_json=d.json", "--crop_size=32",
+                                 "--resize_short_side=40", "--i3d_rgb_checkpoint=w"])
+    assert (cfg.detect.videos, cfg.detect.plot, cfg.detect.output_detections_json) == (
+        ("a.mp4", "b.avi"), True, "d.json")
+    assert (cfg.extract.crop_size, cfg.extract.resize_short_side,
+            cfg.extract.i3d_rgb_checkpoint) == (32, 40, "w")
+    with pytest.raises(UserError, match="--crop_size exceeds --resize_short_side"):
+        dgam_flags.parse_args(["--mode=detect", "--crop_size=300"])
 
 
 @pytest.mark.parametrize("argv, expected", [

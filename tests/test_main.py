@@ -302,10 +302,10 @@ def test_help_lists_the_flags_by_group_without_importing_tensorflow(cli):
     headings = [line for line in help_text.splitlines() if line.endswith(" flags:")]
     assert headings == [f"{group} flags:" for group in (
         "general", "data", "model", "training", "localization", "evaluation", "export",
-        "feature extraction", "plots", "study")]
+        "feature extraction", "plots", "study", "detection")]
     for line in ("  --epochs=30", "  --[no]gam (default: true)", "  --data_dir",
                  "  --mode=train\n      <train|eval|eval_detections|synth|convert|export|"
-                 "visualize|extract|export_i3d|study>", "  --[no]tf_logs (default: false)"):
+                 "visualize|extract|export_i3d|study|detect>:", "  --[no]tf_logs (default: false)"):
         assert "\n" + line in help_text, line
     assert "UserError" not in help_text
     typo = runs["flag_typo"]

@@ -53,3 +53,12 @@ def test_model_dir_of_another_model_is_refused(tiny_data_dir, tiny_model_dir):
     config = tiny_config(tiny_data_dir, tiny_model_dir, latent_dim=5, epochs=1)
     with pytest.raises(UserError, match="other settings .*latent_dim"):
         train(config)
+
+
+def test_the_features_record_is_written_once_and_absent_when_unknown(tmp_path):
+    model_dir_lib.write_features(str(tmp_path), None)
+    assert model_dir_lib.read_features(str(tmp_path)) is None
+    first, second = {"recipe": {"crop_size": 224}}, {"recipe": {"crop_size": 16}}
+    model_dir_lib.write_features(str(tmp_path), first)
+    model_dir_lib.write_features(str(tmp_path), second)   # a resumed run on other data
+    assert model_dir_lib.read_features(str(tmp_path)) == first

@@ -62,6 +62,18 @@ def test_round_trip(tmp_path, feature_dtype):
         assert not np.array_equal(got[0].features["rgb"], videos[0].features["rgb"])
 
 
+def test_the_features_provenance_is_written_only_when_known(tmp_path):
+    _write(tmp_path / "unknown", [_video()])
+    assert "features" not in json.load(open(tmp_path / "unknown" / "dataset.json"))
+    assert records.load_info(str(tmp_path / "unknown")).features is None
+    known = {"recipe": {"fps": 25.0}, "weights": {"rgb": {"name": "w", "crc32": "0000002a"}}}
+    with writer.DatasetWriter(str(tmp_path / "known"), dataclasses.replace(
+            _info(), features=known), num_shards={"train": 1}) as out:
+        out.add("train", _video())
+    assert json.load(open(tmp_path / "known" / "dataset.json"))["features"] == known
+    assert records.load_info(str(tmp_path / "known")).features == known
+
+
 def test_shards_round_robin_and_empty_shards_dropped(tmp_path):
     videos = [_video(f"v{i}", seed=i) for i in range(3)]
     info = _write(tmp_path / "d", videos, num_shards=2)

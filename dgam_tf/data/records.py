@@ -13,7 +13,7 @@ import functools
 import math
 import os
 import re
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -70,6 +70,16 @@ class DatasetInfo:
     splits: Dict[str, dict] = dataclasses.field(default_factory=dict)  # name -> {"files", "num_videos"}
     name: str = ""
     format_version: int = FORMAT_VERSION
+    # Features extracted by --mode=extract: their recipe and I3D weights
+    # (extract.provenance); absent for converted and synthetic data.
+    features: Optional[dict] = None
+
+    def to_json(self):
+        """dataset.json's object ("features" only when known)."""
+        obj = dataclasses.asdict(self)
+        if obj["features"] is None:
+            del obj["features"]
+        return obj
 
     @property
     def num_classes(self):

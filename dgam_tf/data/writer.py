@@ -1,6 +1,5 @@
 """Writes a dataset folder in the record format (records.py): shards, then
 dataset.json, published whole (files.atomic_output_dir)."""
-import dataclasses
 import os
 
 import tensorflow as tf
@@ -75,5 +74,5 @@ class DatasetWriter:
                     tf.io.gfile.remove(os.path.join(self._tmp, f))
                 self._info.splits[split]["files"] = used
             files.atomic_write_json(os.path.join(self._tmp, records.METADATA_FILE),
-                                    dataclasses.asdict(self._info))
+                                    self._info.to_json())
         return self._ctx.__exit__(exc_type, exc, tb)

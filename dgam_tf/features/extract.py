@@ -27,6 +27,9 @@ from dgam_tf.errors import UserError
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".mpg", ".mpeg", ".m4v",
                     ".flv", ".wmv", ".3gp", ".ogv", ".ts")
 UNLABELLED_SPLIT = "test"
+# The recipe fields the features' values depend on (recipe.py, docs/features.md).
+RECIPE = ("fps", "segment_frames", "resize_short_side", "crop_size", "flow_bound")
+EXTRACTOR = "dgam-tf I3D Mixed_5c"
 NUM_SHARDS = 4
 SETTINGS_FILE = "settings.json"
 
@@ -50,12 +53,18 @@ def list_videos(video_dir):
     if not paths:
         raise UserError(f"--video_dir {video_dir}: no video files (extensions "
                         f"{' '.join(VIDEO_EXTENSIONS)})")
+    return named_videos(paths, f"--video_dir {video_dir}")
+
+
+def named_videos(paths, where):
+    """[(video id, path)] of video files: the id is the file name without its
+    extension. UserError naming `where` for two videos with one id."""
     found = {}
     for path in paths:
         video_id = os.path.splitext(os.path.basename(path))[0]
         if video_id in found:
-            raise UserError(f"--video_dir {video_dir}: two videos named '{video_id}': "
-                            f"{found[video_id]} and {path}")
+            raise UserError(f"{where}: two videos named '{video_id}': {found[video_id]} and "
+                            f"{path}")
         found[video_id] = path
     return list(found.items())
 
@@ -90,13 +99,13 @@ def make_plan(cfg, class_names_file=None):
     return Plan(videos, names, cfg.annotations)
 
 
-def checkpoints(cfg, streams):
+def checkpoints(cfg, streams, mode="extract"):
     """{stream: weights path} for `streams`; UserError when one is not given."""
     given = {"rgb": cfg.i3d_rgb_checkpoint, "flow": cfg.i3d_flow_checkpoint}
     for stream in streams:
         if not given[stream]:
             hint = " (or --streams=rgb for RGB features alone)" if stream == "flow" else ""
-            raise UserError(f"--mode=extract needs --i3d_{stream}_checkpoint: DeepMind's "
+            raise UserError(f"--mode={mode} needs --i3d_{stream}_checkpoint: DeepMind's "
                             f"kinetics-i3d data/checkpoints/{stream}_imagenet{hint}; "
                             "docs/features.md says where to get it")
     return {s: given[s] for s in streams}
@@ -121,11 +130,38 @@ def work_folder(data_dir, settings):
 
 def settings_of(cfg, weights, mixed_precision):
     """What the features in a work folder depend on."""
-    recipe = ("fps", "segment_frames", "resize_short_side", "crop_size", "flow_bound",
-              "clips_per_batch")
-    return {**{k: getattr(cfg, k) for k in recipe},
+    return {**{k: getattr(cfg, k) for k in RECIPE + ("clips_per_batch",)},
             "weights": {s: files.abspath(p) for s, p in weights.items()},
             "mixed_precision": mixed_precision}
+
+
+def provenance(cfg, weights, mixed_precision):
+    """What features extracted with these settings are, as dataset.json's
+    "features" and a model's features.json record it: {"extractor", "recipe"
+    {RECIPE field: value}, "weights" {stream: {"path", "name", "crc32"}},
+    "mixed_precision"} (weights.fingerprint names the weights)."""
+    from dgam_tf.features.weights import fingerprint
+    settings = settings_of(cfg, weights, mixed_precision)
+    return {"extractor": EXTRACTOR, "recipe": {k: settings[k] for k in RECIPE},
+            "weights": {s: {"path": p, **fingerprint(p)} for s, p in settings["weights"].items()},
+            "mixed_precision": mixed_precision}
+
+
+def provenance_differences(trained, used):
+    """What differs between the provenance a model was trained on and the
+    one in use: ["crop_size 224 (trained) / 16 (here)", "rgb weights
+    rgb_imagenet 1a2b3c4d (trained) / rgb_scratch 5e6f7a8b (here)", ...];
+    streams and fields the training record lacks count as differing."""
+    recipe, weights = trained.get("recipe", {}), trained.get("weights", {})
+    out = [f"{k} {recipe.get(k)} (trained) / {v} (here)"
+           for k, v in used["recipe"].items() if recipe.get(k) != v]
+    for stream, here in used["weights"].items():
+        then = weights.get(stream)
+        if then is None or then.get("crc32") != here["crc32"]:
+            before = f"{then.get('name')} {then.get('crc32')}" if then else "none"
+            out.append(f"{stream} weights {before} (trained) / {here['name']} "
+                       f"{here['crc32']} (here)")
+    return out
 
 
 def feature_file(work, video_id):
@@ -141,15 +177,17 @@ def save_features(work, result):
 
 
 def assemble(plan, work, data_dir, streams, seconds_per_segment, *, feature_dtype="float16",
-             overwrite=False, left_out=()):
+             overwrite=False, left_out=(), features=None):
     """Writes the records of every planned video but `left_out` (video ids)
     from the work folder's features into `data_dir`; returns the DatasetInfo.
-    A segment covers `seconds_per_segment` (segment_frames / fps)."""
+    A segment covers `seconds_per_segment` (segment_frames / fps);
+    `features` is their `provenance`."""
     import tensorflow as tf
     from dgam_tf.features.recipe import FEATURE_DIM
     info = records.DatasetInfo(class_names=list(plan.class_names), streams=list(streams),
                                feature_dim=FEATURE_DIM, feature_dtype=feature_dtype,
-                               name=f"extract: {os.path.basename(plan.source.rstrip('/'))}")
+                               name=f"extract: {os.path.basename(plan.source.rstrip('/'))}",
+                               features=features)
     class_ids = {name: c for c, name in enumerate(plan.class_names)}
     splits = {v.split for v in plan.videos}
     with writer.DatasetWriter(data_dir, info, overwrite=overwrite,
@@ -225,7 +263,8 @@ def finish(cfg, job, left_out):
         raise UserError("every video was left out; nothing to write")
     info = assemble(job.plan, job.work, cfg.data.data_dir, cfg.data.streams,
                     ext.segment_frames / ext.fps, feature_dtype=cfg.convert.feature_dtype,
-                    overwrite=cfg.convert.overwrite, left_out=left_out)
+                    overwrite=cfg.convert.overwrite, left_out=left_out,
+                    features=provenance(ext, job.weights, cfg.train.mixed_precision))
     tf.io.gfile.rmtree(job.work)
     print(f"Wrote {cfg.data.data_dir}: {records.split_summary(info)}"
           + (f" ({len(left_out)} bad video{'s' * (len(left_out) != 1)} left out)"

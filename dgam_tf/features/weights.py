@@ -11,9 +11,11 @@ Every variable of the model is matched by name, dtype and shape; anything
 missing, extra or mis-shaped is a `UserError` naming the file and the tensor.
 """
 
+import glob
 import os
 import pickle
 import struct
+import zlib
 
 import numpy as np
 import tensorflow as tf
@@ -88,6 +90,35 @@ def load_weights(model, path):
                             f"{list(variable.shape)}")
     for name, (_, value) in tensors.items():
         variables[name].assign(value)
+
+
+def fingerprint(path):
+    """Which weights `path` names, for feature provenance: {"name": the
+    checkpoint folder's (or file's) base name, "crc32": 8 hex digits of the
+    CRC-32 of its files' bytes (a checkpoint's .index and data shards, in
+    name order, or the pickle)}. Reads the files once (about 0.1 s for
+    DeepMind's 50 MB).
+
+    Raises:
+      UserError: as load_weights, for a path that names no weights.
+    """
+    path = os.fspath(path).rstrip("/")
+    prefix = _checkpoint_prefix(path)
+    if prefix is not None:
+        paths = [prefix + ".index"] + sorted(glob.glob(glob.escape(prefix) + ".data-*"))
+    elif os.path.isfile(path):
+        paths = [path]
+    else:
+        raise UserError(f"I3D weights {path}: no such checkpoint folder, prefix or file")
+    crc = 0
+    for name in paths:
+        with open(name, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                crc = zlib.crc32(chunk, crc)
+    name = os.path.basename(path)
+    if name.startswith("model.ckpt"):   # a prefix: the folder names the weights
+        name = os.path.basename(os.path.dirname(os.path.abspath(path)))
+    return {"name": name, "crc32": f"{crc:08x}"}
 
 
 def save_deepmind_checkpoint(model, prefix, stream=None):

@@ -13,6 +13,8 @@ from dgam_tf.errors import UserError
 from dgam_tf.models.dgam import StreamModel
 
 SETTINGS_FILE = "model.json"
+# What features the model was trained on, when known (DatasetInfo.features).
+FEATURES_FILE = "features.json"
 
 
 def build_models(model_cfg, streams=None, initializer="pytorch"):
@@ -64,6 +66,26 @@ def write_settings(model_dir, model_cfg):
             raise UserError(f"--model_dir {model_dir} holds a model trained with "
                             f"other settings ({', '.join(changed)}); use a new --model_dir")
     files.atomic_write_json(path, settings)
+
+
+def write_features(model_dir, features):
+    """Records the provenance of the training features (a dataset.json's
+    "features", or None: unknown) in model_dir, once: a resumed run keeps
+    the first record."""
+    path = os.path.join(model_dir, FEATURES_FILE)
+    if features is not None and not files.exists(path):
+        files.atomic_write_json(path, features)
+
+
+def read_features(model_dir):
+    """The provenance write_features recorded, or None when unknown."""
+    path = os.path.join(model_dir, FEATURES_FILE)
+    if not files.exists(path):
+        return None
+    record = files.read_json(path, "feature provenance")
+    if not isinstance(record, dict):
+        raise UserError(f"{path}: feature provenance is not a JSON object")
+    return record
 
 
 def load_models(model_dir, checkpoint="latest", streams=None):

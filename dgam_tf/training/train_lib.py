@@ -36,6 +36,7 @@ def train_and_evaluate(model_dir, data_cfg, model_cfg, train_cfg, evaluator=None
     model_cfg = model_cfg.for_data(info)
     with lock.model_dir_lock(model_dir, multi_worker=train_cfg.strategy == "multi_worker"):
         model_dir_lib.write_settings(model_dir, model_cfg)
+        model_dir_lib.write_features(model_dir, info.features)
         trainer = trainer_lib.Trainer(data_dir, info, data_cfg, model_cfg, train_cfg)
         loop = controller.Controller(trainer, model_dir, train_cfg,
                                      final_evaluation=evaluator is not None)

@@ -127,7 +127,7 @@ def _videos(modules, data_dir, info, split, data_cfg, localization_cfg, count, v
     return chosen
 
 
-def _file_name(video):
+def file_name(video):
     """A PNG file name for the video (characters unsafe in paths replaced)."""
     return re.sub(r"[^\w.-]", "_", _video_id(video)) + ".png"
 
@@ -150,7 +150,7 @@ def plot_model_dir(model_dir, data_cfg, localization_cfg, eval_cfg, plot_cfg=Plo
     data_dir, info, modules, _ = inference.restore(model_dir, data_cfg, eval_cfg)
     out_dir = os.path.join(model_dir, "plots")
     return [plot_video(video, outputs, detections, info.class_names,
-                       os.path.join(out_dir, _file_name(video)), plot_cfg.min_score)
+                       os.path.join(out_dir, file_name(video)), plot_cfg.min_score)
             for video, outputs, detections in _videos(
                 modules, data_dir, info, data_cfg.test_split, data_cfg, localization_cfg,
                 eval_cfg.num_plots, eval_cfg.plot_videos)]
