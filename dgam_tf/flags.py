@@ -4,18 +4,15 @@ Override order: flag defaults (the built-in synthetic setup), then
 `--flagfile=flags/<dataset>.cfg`, then flags given on the command line (absl
 applies them left to right, so put `--flagfile` first).
 
-`parse` turns them, once, into the typed settings of dgam_tf/config.py that
-library code takes; only main.py (and tests, through `parse_args`) call it.
-The flag defaults are read from the config dataclasses.
+flag_parsing.parse turns them, once, into the typed settings of
+dgam_tf/config.py that library code takes; only main.py (and tests, through
+`parse_args`) call it. The flag defaults are read from the config dataclasses.
 """
-import dataclasses
 import textwrap
 
 from absl import flags
 
-from dgam_tf import config as config_lib
-from dgam_tf.config import STREAMS
-from dgam_tf.errors import UserError
+from dgam_tf import config as config_lib, flag_parsing, mode_config
 
 MODES = {
     "train": "train (resuming from --model_dir), then evaluate --test_split",
@@ -221,43 +218,43 @@ def define_flags(fv=flags.FLAGS):
                       "--test_split instead of the first --num_plots.", **d)
 
     # Synthetic data and converters.
-    flags.DEFINE_string("source_format", config_lib.ConvertConfig.source_format,
+    flags.DEFINE_string("source_format", mode_config.ConvertConfig.source_format,
                         "Converter input layout: dgam, wtalc, npy_dir.", **d)
-    flags.DEFINE_string("source_dir", config_lib.ConvertConfig.source_dir,
+    flags.DEFINE_string("source_dir", mode_config.ConvertConfig.source_dir,
                         "Converter input folder.", **d)
-    flags.DEFINE_string("annotations", config_lib.ConvertConfig.annotations,
+    flags.DEFINE_string("annotations", mode_config.ConvertConfig.annotations,
                         "Annotation JSON (dgam: gt.json, default the "
                         "only test_data/gt*.json; npy_dir: required; extract: "
                         "labels and subsets, unset: one unlabelled split).", **d)
-    flags.DEFINE_string("class_names", config_lib.ConvertConfig.class_names,
+    flags.DEFINE_string("class_names", mode_config.ConvertConfig.class_names,
                         "Converter class order: a text file, one name "
                         "per line (default: sorted ground-truth labels).", **d)
-    flags.DEFINE_boolean("allow_pickle", config_lib.ConvertConfig.allow_pickle,
+    flags.DEFINE_boolean("allow_pickle", mode_config.ConvertConfig.allow_pickle,
                          "Let the wtalc converter unpickle features "
                          "(unpickling runs code from the file: only for trusted files).", **d)
-    flags.DEFINE_enum("feature_dtype", config_lib.ConvertConfig.feature_dtype,
+    flags.DEFINE_enum("feature_dtype", mode_config.ConvertConfig.feature_dtype,
                       ["float16", "float32"],
                       "How features are stored in the records.", **d)
-    flags.DEFINE_integer("stride", config_lib.ConvertConfig.stride,
+    flags.DEFINE_integer("stride", mode_config.ConvertConfig.stride,
                          "Converters: frames per feature segment.", **d)
-    flags.DEFINE_float("fps", config_lib.ConvertConfig.fps,
+    flags.DEFINE_float("fps", mode_config.ConvertConfig.fps,
                        "Converters: frame rate; seconds per segment = "
                        "stride / fps (npy_dir: the annotation's fps wins). "
                        "extract: the rate videos are resampled to.", **d)
-    flags.DEFINE_boolean("overwrite", config_lib.ExportConfig.overwrite,
+    flags.DEFINE_boolean("overwrite", mode_config.ExportConfig.overwrite,
                          "Replace an existing output folder/version.", **d)
 
     # Export.
-    flags.DEFINE_string("export_dir", config_lib.ExportConfig.export_dir,
+    flags.DEFINE_string("export_dir", mode_config.ExportConfig.export_dir,
                         "SavedModel base folder; versions are written to numbered "
-                        f"subfolders (--mode=export_i3d: default {config_lib.I3D_EXPORT_DIR}).",
+                        f"subfolders (--mode=export_i3d: default {mode_config.I3D_EXPORT_DIR}).",
                         **d)
-    flags.DEFINE_integer("export_version", config_lib.ExportConfig.export_version,
+    flags.DEFINE_integer("export_version", mode_config.ExportConfig.export_version,
                          "Version number (default: latest + 1).", **d)
 
     # Feature extraction (--mode=extract); --annotations, --fps, --streams,
     # --data_dir and --mixed_precision are shared with the modes above.
-    extract_cfg = config_lib.ExtractConfig
+    extract_cfg = mode_config.ExtractConfig
     flags.DEFINE_string("video_dir", extract_cfg.video_dir,
                         "Video files to extract: a folder, or a text file of paths.", **d)
     flags.DEFINE_string("i3d_rgb_checkpoint", extract_cfg.i3d_rgb_checkpoint,
@@ -289,7 +286,7 @@ def define_flags(fv=flags.FLAGS):
                          "at hand (records hold none).", **d)
 
     # Study (--mode=study): the training flags above apply to every seed.
-    study_cfg = config_lib.StudyConfig
+    study_cfg = mode_config.StudyConfig
     flags.DEFINE_list("seeds", _strs(study_cfg.seeds),
                       "--mode=study: one training per seed, in <model_dir>/seed_<k>/.", **d)
     flags.DEFINE_integer("study_parallel", study_cfg.parallel,
@@ -303,7 +300,7 @@ def define_flags(fv=flags.FLAGS):
     # Detection (--mode=detect); the --i3d_* and recipe flags of feature
     # extraction, --streams, --checkpoint, the test sampling, localization and
     # plot flags and --mixed_precision apply too.
-    detect_cfg = config_lib.DetectConfig
+    detect_cfg = mode_config.DetectConfig
     flags.DEFINE_multi_string("video", list(detect_cfg.videos),
                               "--mode=detect: a video file", **d)
     flags.DEFINE_string("output_detections_json", detect_cfg.output_detections_json,
@@ -332,8 +329,9 @@ def flag_values(argv=(), **overrides):
 
 
 def parse_args(argv=(), **overrides):
-    """`parse` of `flag_values(argv, **overrides)`: a Config without global FLAGS."""
-    return parse(flag_values(argv, **overrides))
+    """flag_parsing.parse of `flag_values(argv, **overrides)`: a Config without
+    global FLAGS."""
+    return flag_parsing.parse(flag_values(argv, **overrides))
 
 
 def flag_groups(fv=flags.FLAGS):
@@ -372,122 +370,3 @@ def given_model_settings(fv):
     """{MODEL_FLAGS name: value} of the model flags the user set."""
     return {name: getattr(fv, name) for name in MODEL_FLAGS
             if not fv[name].using_default_value}
-
-
-def floats(values, name, count=None):
-    """Parses a list flag of numbers; UserError names the flag when malformed."""
-    try:
-        out = [float(v) for v in values]
-    except ValueError:
-        raise UserError(f"--{name} must be numbers, got {','.join(values)}") from None
-    if count is not None and len(out) != count:
-        raise UserError(f"--{name} needs {count} numbers, got {len(out)}")
-    return out
-
-
-def _per_stream(fv, name):
-    """A (rgb, flow) list flag as a dict stream -> float."""
-    return dict(zip(STREAMS, floats(getattr(fv, name), name, count=len(STREAMS))))
-
-
-def _profile_range(fv):
-    """--profile_steps as (start, end) global steps, or None."""
-    if not fv.profile_steps:
-        return None
-    try:
-        start, end = (int(v) for v in fv.profile_steps)
-    except ValueError:
-        raise UserError(f"--profile_steps must be START,END, got "
-                        f"{','.join(fv.profile_steps)}") from None
-    if not 0 <= start < end:
-        raise UserError("--profile_steps needs 0 <= START < END")
-    return start, end
-
-
-def parse(fv=flags.FLAGS):
-    """The typed settings of parsed flag values, validated once.
-
-    List flags become numbers here (a malformed one is a UserError naming
-    it); unset --tiou_thresholds become the --dataset's. A mode gets the
-    parts it uses (the others keep their defaults): eval_detections the
-    evaluation, synth and convert the data and conversion, the rest all.
-    Each config checks its ranges when built (config._Ranged), so an
-    impossible value stops the run here, before any work."""
-    run = dict(mode=fv.mode, model_dir=fv.model_dir, tf_logs=fv.tf_logs)
-    if fv.mode == "eval_detections":
-        return config_lib.Config(**run, evaluation=_eval_config(fv))
-    if fv.mode == "export_i3d":
-        return _export_i3d_config(fv, run)
-    streams = tuple(fv.streams)
-    data = config_lib.DataConfig(**_values(fv, config_lib.DataConfig, "streams"),
-                                 streams=streams)
-    convert = config_lib.ConvertConfig(**_values(fv, config_lib.ConvertConfig))
-    if fv.mode in ("synth", "convert"):
-        return config_lib.Config(**run, data=data, convert=convert)
-    if fv.mode == "extract":
-        train = config_lib.TrainConfig(mixed_precision=fv.mixed_precision)
-        return config_lib.Config(**run, data=data, train=train, convert=convert,
-                                 extract=config_lib.ExtractConfig(
-                                     **_values(fv, config_lib.ExtractConfig)))
-    model = config_lib.ModelConfig(**_values(fv, config_lib.ModelConfig, "streams",
-                                             "feature_dim", "class_names"), streams=streams)
-    train = config_lib.TrainConfig(
-        **_values(fv, config_lib.TrainConfig, "loss_weights", "profile_steps"),
-        loss_weights={s: tuple(floats(getattr(fv, f"loss_weights_{s}"), f"loss_weights_{s}",
-                                      count=4)) for s in STREAMS},
-        profile_steps=_profile_range(fv))
-    localization = config_lib.LocalizationConfig(
-        class_threshold=fv.class_threshold,
-        fusion_alpha=_per_stream(fv, "fusion_alpha"),
-        proposal_threshold=_per_stream(fv, "proposal_threshold"),
-        smooth_sigma=fv.proposal_smooth_sigma, outer_weight=fv.outer_weight,
-        nms_iou=fv.nms_iou)
-    export = config_lib.ExportConfig(export_dir=fv.export_dir, export_version=fv.export_version,
-                                     checkpoint=fv.checkpoint, overwrite=fv.overwrite)
-    plot = config_lib.PlotConfig(min_score=fv.plot_min_score, frames=fv.plot_frames)
-    detect = config_lib.DetectConfig(
-        videos=tuple(fv.video), output_detections_json=fv.output_detections_json,
-        plot=fv.plot, table_rows=fv.table_rows)
-    extract = (config_lib.ExtractConfig(**_values(fv, config_lib.ExtractConfig))
-               if fv.mode == "detect" else config_lib.ExtractConfig())
-    return config_lib.Config(**run, data=data, model=model, train=train,
-                             localization=localization, evaluation=_eval_config(fv),
-                             export=export, convert=convert, plot=plot,
-                             study=_study_config(fv), extract=extract, detect=detect)
-
-
-def _values(fv, cls, *besides):
-    """{field: flag value} of the fields of dataclass `cls` but `besides`
-    (each named like its flag)."""
-    return {f.name: getattr(fv, f.name) for f in dataclasses.fields(cls)
-            if f.name not in besides}
-
-
-def _eval_config(fv):
-    thresholds = (tuple(floats(fv.tiou_thresholds, "tiou_thresholds")) if fv.tiou_thresholds
-                  else config_lib.DATASET_TIOU_THRESHOLDS.get(
-                      fv.dataset, config_lib.THUMOS14_TIOU_THRESHOLDS))
-    return config_lib.EvalConfig(
-        **_values(fv, config_lib.EvalConfig, "tiou_thresholds", "plot_videos"),
-        tiou_thresholds=thresholds, plot_videos=tuple(fv.plot_videos))
-
-
-def _export_i3d_config(fv, run):
-    """--mode=export_i3d's settings: --streams, the I3D weights and clip shape
-    (export/i3d.py checks the shape), the export folder and version."""
-    export_dir = (config_lib.I3D_EXPORT_DIR if fv["export_dir"].using_default_value
-                  else fv.export_dir)
-    return config_lib.Config(
-        **run, data=config_lib.DataConfig(streams=tuple(fv.streams)),
-        extract=config_lib.ExtractConfig(**_values(fv, config_lib.ExtractConfig)),
-        export=config_lib.ExportConfig(export_dir=export_dir, export_version=fv.export_version,
-                                       overwrite=fv.overwrite))
-
-
-def _study_config(fv):
-    try:
-        seeds = tuple(int(s) for s in fv.seeds)
-    except ValueError:
-        raise UserError(f"--seeds must be integers, got {','.join(fv.seeds)}") from None
-    return config_lib.StudyConfig(seeds=seeds, parallel=fv.study_parallel,
-                                  variants=tuple(fv.study_variants))

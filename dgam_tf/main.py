@@ -12,7 +12,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from dgam_tf import files
+from dgam_tf import files, flag_parsing
 from dgam_tf import flags as dgam_flags
 from dgam_tf.errors import UserError
 from dgam_tf.tf_setup import import_tensorflow
@@ -87,7 +87,7 @@ def flag_urls(fv):
 
 def run(fv):
     """Runs --mode with the given flag values (parsed here, once)."""
-    cfg = dgam_flags.parse(fv)
+    cfg = flag_parsing.parse(fv)
     urls = flag_urls(fv)
     if cfg.mode not in NO_TENSORFLOW or urls:   # eval_detections: TF only for URLs
         import_tensorflow(cfg.tf_logs)

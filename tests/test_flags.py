@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from dgam_tf import flags as dgam_flags
+from dgam_tf import flag_parsing, flags as dgam_flags
 from dgam_tf.errors import UserError
 
 FLAGS_DIR = os.path.join(os.path.dirname(__file__), os.pardir, "flags")
@@ -17,7 +17,7 @@ def load(name, **overrides):
 @pytest.mark.parametrize("name", ["synthetic.cfg", "smoke.cfg", "thumos14.cfg",
                                   "activitynet12.cfg"])
 def test_flagfiles_parse_and_validate(name):
-    dgam_flags.parse(load(name))
+    flag_parsing.parse(load(name))
 
 
 def test_synthetic_flagfile_equals_the_defaults():
@@ -29,7 +29,7 @@ def test_synthetic_flagfile_equals_the_defaults():
 
 def test_published_loss_weights_and_localization_settings():
     # docs/method.md §3 table and §5.
-    thumos, anet = (dgam_flags.parse(load(name)) for name in ("thumos14.cfg",
+    thumos, anet = (flag_parsing.parse(load(name)) for name in ("thumos14.cfg",
                                                               "activitynet12.cfg"))
     assert thumos.train.loss_weights["rgb"] == (1, 0.03, 0.1, 0.5)
     assert thumos.train.loss_weights["flow"] == (1, 0.03, 0.1, 0.3)

@@ -22,7 +22,7 @@ import sys
 import pytest
 
 from conftest import read_videos, tfrecord_ends
-from dgam_tf import flags as dgam_flags
+from dgam_tf import flag_parsing, flags as dgam_flags
 from dgam_tf import main
 from dgam_tf.data import records
 from dgam_tf.models import model_dir as model_dir_lib
@@ -394,7 +394,7 @@ def test_model_flags_the_user_set_that_the_model_does_not_have_are_warned_about(
     # flag (cvae_hidden: default 128, model 8) is no one's mistake.
     fv = dgam_flags.flag_values(["--latent_dim=5", "--nogam", "--attention_hidden=8",
                                  "--streams=rgb", "--mode=eval"], model_dir=tiny_model_dir)
-    main.warn_ignored_model_flags(fv, dgam_flags.parse(fv))
+    main.warn_ignored_model_flags(fv, flag_parsing.parse(fv))
     assert capsys.readouterr().err.splitlines() == [
         f"warning: --latent_dim=5 is ignored: the model in {tiny_model_dir} has latent_dim=4",
         f"warning: --gam=false is ignored: the model in {tiny_model_dir} has gam=true"]

@@ -26,10 +26,11 @@ expected. Versions are written as the DGAM export writes them
 import numpy as np
 import tensorflow as tf
 
-from dgam_tf.config import I3D_EXPORT_DIR, STREAMS
+from dgam_tf.config import STREAMS
 from dgam_tf.errors import UserError
 from dgam_tf.export import saved_model, signatures
 from dgam_tf.features import i3d, weights
+from dgam_tf.mode_config import I3D_EXPORT_DIR
 
 # The smallest clip whose Mixed_5c covers the [2, 7, 7] average pool.
 MIN_FRAMES, MIN_SIZE = 9, 193

@@ -12,8 +12,9 @@ import sys
 from typing import Optional
 
 from dgam_tf import files
-from dgam_tf.config import STUDY_VARIANTS, Config
+from dgam_tf.config import Config
 from dgam_tf.errors import UserError
+from dgam_tf.mode_config import STUDY_VARIANTS
 
 SETTINGS_FILE = "study_settings.json"
 METRICS_FILE = "metrics.json"
