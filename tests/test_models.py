@@ -66,3 +66,22 @@ def test_pytorch_scheme_is_narrower_than_glorot_on_attention_and_classifier():
     ratios = np.array(widths["glorot"]) / np.array(widths["pytorch"])
     # docs/method.md §4: Keras' defaults are 2-2.5x wider there.
     assert np.all((ratios > 1.9) & (ratios < 2.6)), ratios
+
+
+def test_gam_and_its_ablation_start_from_the_same_attention_and_classifier():
+    # Two streams built in turn, as training builds them: the w/o-GAM model's
+    # attention and classifier of both streams equal the GAM model's for one
+    # seed, and it keeps no CVAE variables (its checkpoints are unchanged).
+    import keras
+    weights, counts = {}, {}
+    for gam in (True, False):
+        keras.utils.set_random_seed(3)
+        models = [StreamModel(12, 3, 8, 8, 4, gam=gam, name=s) for s in ("rgb", "flow")]
+        for m in models:
+            m.build_all()
+        weights[gam] = [v.numpy() for m in models
+                        for v in m.attention.weights + m.classifier.weights]
+        counts[gam] = sum(len(m.weights) for m in models)
+    assert len(weights[True]) == 12
+    assert all(np.array_equal(a, b) for a, b in zip(weights[True], weights[False]))
+    assert counts[False] == 12 and counts[True] > counts[False]

@@ -22,16 +22,21 @@ class StreamModel(keras.Model):
         self.num_classes = num_classes
         self.attention = Attention(attention_hidden, initializer, name="attention")
         self.classifier = Classifier(num_classes, initializer, name="classifier")
-        self.cvae = CVAE(feature_dim, cvae_hidden, latent_dim, initializer,
-                         name="cvae") if gam else None
+        cvae = CVAE(feature_dim, cvae_hidden, latent_dim, initializer, name="cvae")
+        self.cvae = cvae if gam else None
+        # Without GAM the CVAE is still made and built, but not kept (a lambda
+        # is not tracked), so that it draws from Keras' global seed as a GAM
+        # model's does: attention and classifier of both then start from the
+        # same weights for a seed, and GAM vs w/o GAM pair by seed.
+        self._seed_draws = lambda: cvae
 
     def build_all(self):
         """Creates every variable (before restoring a checkpoint)."""
         x = tf.zeros([1, 2, self.feature_dim])
         att = self.attention(x)
         self.classifier(x[:, 0])
-        if self.cvae is not None:
-            self.cvae(x, att, tf.zeros([1, 2, self.cvae.latent_dim]))
+        cvae = self._seed_draws()
+        cvae(x, att, tf.zeros([1, 2, cvae.latent_dim]))
 
     def video_outputs(self, x, lengths=None):
         """Test-time outputs of a batch x [B, T, D]; see `video_outputs`."""
