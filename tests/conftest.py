@@ -172,7 +172,6 @@ def extracted_model(extracted, tmp_path_factory):
     return str(model_dir)
 
 
-
 def tfrecord_ends(raw):
     """End offsets of the records of a TFRecord file's bytes (each: 8-byte
     length, 4-byte length CRC, data, 4-byte data CRC), read with struct."""

@@ -19,6 +19,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from dgam_tf.data import records, writer
+from dgam_tf.export import signatures
 from dgam_tf.serving import client, transport
 
 
@@ -53,7 +54,7 @@ def test_serving_default_inputs_pads_and_records_lengths():
 
 
 def test_serving_default_request():
-    request = client.serving_default_request(_videos(), version=3)
+    request = signatures.serving_default_request(_videos(), version=3)
     assert request.model_spec.name == "dgam"
     assert request.model_spec.signature_name == "serving_default"
     assert request.model_spec.version.value == 3
@@ -79,7 +80,7 @@ def test_localize_request_has_a_scalar_duration():
 
 
 def test_parse_predict_response_and_detections():
-    outputs = client.parse_predict_response(_localize_response())
+    outputs = transport.parse_predict_response(_localize_response())
     assert outputs["label"].tolist() == ["BaseballPitch", "CliffDiving"]
     assert outputs["class_id"].dtype == np.int32
     assert client.detections(outputs) == [
@@ -94,7 +95,7 @@ def test_parse_empty_localize_response():
     for name, dtype in (("start", tf.float32), ("end", tf.float32), ("score", tf.float32),
                         ("class_id", tf.int32), ("label", tf.string)):
         response.outputs[name].CopyFrom(tf.make_tensor_proto([], dtype=dtype))
-    assert client.detections(client.parse_predict_response(response)) == []
+    assert client.detections(transport.parse_predict_response(response)) == []
 
 
 def test_predict_calls_the_stub():
@@ -105,13 +106,13 @@ def test_predict_calls_the_stub():
 
     stub = FakeStub()
     request = client.localize_request({"rgb": np.ones((2, 4))})
-    outputs = client.predict(stub, request, timeout=5.0)
+    outputs = transport.predict(stub, request, timeout=5.0)
     assert stub.seen == (request, 5.0)
     assert outputs["label"].tolist() == ["BaseballPitch", "CliffDiving"]
 
 
 def test_make_stub_does_not_connect():
-    assert hasattr(client.make_stub("localhost:1"), "Predict")
+    assert hasattr(transport.make_stub("localhost:1"), "Predict")
 
 
 def test_rest_url():
@@ -135,17 +136,17 @@ def test_rest_bodies_are_json():
 
 
 def test_parse_rest_responses():
-    columnar = client.parse_rest_response(json.loads(json.dumps({"outputs": {
+    columnar = transport.parse_rest_response(json.loads(json.dumps({"outputs": {
         "start": [1.0], "end": [2.0], "score": [0.5], "class_id": [1], "label": ["x"]}})))
     assert client.detections(columnar) == [
         {"label": "x", "score": 0.5, "segment": [1.0, 2.0], "class_id": 1}]
-    rows = client.parse_rest_response({"predictions": [
+    rows = transport.parse_rest_response({"predictions": [
         {"rgb_attention": [0.1, 0.2], "rgb_class_probs": [0.3]},
         {"rgb_attention": [0.5, 0.0], "rgb_class_probs": [0.4]}]})
     np.testing.assert_allclose(rows["rgb_attention"], [[0.1, 0.2], [0.5, 0.0]])
     assert rows["rgb_class_probs"].shape == (2, 1)
     with pytest.raises(RuntimeError, match="D = 1024"):
-        client.parse_rest_response({"error": "rgb_features must be ... D = 1024"})
+        transport.parse_rest_response({"error": "rgb_features must be ... D = 1024"})
 
 
 class _Reply(io.BytesIO):

@@ -30,13 +30,10 @@ import numpy as np
 
 from dgam_tf import files
 from dgam_tf.errors import UserError
+from dgam_tf.export.signatures import (LOCALIZE, MODEL_NAME, SERVING_DEFAULT, localize_inputs,
+                                       localize_request, serving_default_inputs)
+from dgam_tf.serving.transport import decode_strings, grpc_predict, rest_predict, rest_url
 from dgam_tf.tf_setup import import_tensorflow
-from dgam_tf.serving.transport import (  # noqa: F401  (the client's API)
-    decode_strings, grpc_predict, make_stub, parse_predict_response, parse_rest_response,
-    predict, rest_predict, rest_url)
-from dgam_tf.export.signatures import (  # noqa: F401  (the client's API)
-    LOCALIZE, MODEL_NAME, SERVING_DEFAULT, localize_inputs, localize_request,
-    predict_request, serving_default_inputs, serving_default_request)
 
 
 # ---- REST bodies ------------------------------------------------------------

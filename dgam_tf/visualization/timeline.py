@@ -19,7 +19,6 @@ import numpy as np
 from matplotlib import colormaps, colors, ticker
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from dgam_tf import files
