@@ -122,6 +122,16 @@ def test_without_weights_extraction_stops_with_a_clear_error(videos, tmp_path):
         extract(cfg)
 
 
+def test_without_opencv_extraction_says_which_extra_to_install_before_any_work(
+        videos, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "cv2", None)      # import cv2 now raises ImportError
+    with pytest.raises(UserError) as e:
+        extract(extract_config(videos, tmp_path / "data"))
+    assert str(e.value).startswith("--mode=extract needs OpenCV: pip install -e '.[video]'")
+    assert "skip_bad_videos" not in str(e.value)
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_corrupt_video_is_one_error_line_from_the_command_line(videos, tmp_path):
     folder = tmp_path / "videos"
     folder.mkdir()

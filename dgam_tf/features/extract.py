@@ -23,6 +23,7 @@ from dgam_tf import files
 from dgam_tf.data import records, writer
 from dgam_tf.data.converters import common
 from dgam_tf.errors import UserError
+from dgam_tf.features import video
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".mpg", ".mpeg", ".m4v",
                     ".flv", ".wmv", ".3gp", ".ogv", ".ts")
@@ -241,6 +242,7 @@ def start(cfg):
     ext, data_dir = cfg.extract, cfg.data.data_dir
     if not (ext.video_dir and data_dir):
         raise UserError("--mode=extract needs --video_dir and --data_dir")
+    video.cv2()     # the `video` extra, before any work
     weights = checkpoints(ext, cfg.data.streams)
     if files.exists(data_dir) and not cfg.convert.overwrite:
         raise UserError(f"{files.abspath(data_dir)} already exists; refusing to overwrite it "
