@@ -88,10 +88,13 @@ def test_drawn_lines_are_attention_per_stream_and_tcam_of_the_drawn_classes():
              if line.get_gid()}
     # "c" is detected only at -0.05 < min_score: drawn dashed, as a missed truth.
     assert set(lines) == {"attention:rgb", "attention:flow", "tcam:b", "tcam:c"}
+    # Entry i holds over [i, i + 1) * 1.25 s: steps that reach the video's 5 s end.
     for line in lines.values():
-        np.testing.assert_allclose(line.get_xdata(), [0.0, 1.25, 2.5, 3.75])
+        np.testing.assert_allclose(line.get_xdata(), [0.0, 1.25, 2.5, 3.75, 5.0])
+        assert line.get_drawstyle() == "steps-post"
     for stream, out in OUTPUTS.items():
-        np.testing.assert_allclose(lines[f"attention:{stream}"].get_ydata(), out.attention)
+        np.testing.assert_allclose(lines[f"attention:{stream}"].get_ydata(),
+                                   list(out.attention) + [out.attention[-1]])
     assert lines["tcam:b"].get_linestyle() == "-"
     assert lines["tcam:c"].get_linestyle() == "--"
     assert lines["tcam:c"].get_label() == "c (truth, not detected)"

@@ -99,7 +99,8 @@ def draw_timeline(video_id, seconds_per_segment, attention, tcam, detections,
     Args:
       video_id: the title.
       seconds_per_segment: seconds between consecutive entries of the
-        attention and T-CAM arrays (entry i is at i * seconds_per_segment).
+        attention and T-CAM arrays (entry i holds over [i, i + 1) *
+        seconds_per_segment, drawn as a step).
       attention: {stream: [n]} attention of each stream, in [0, 1].
       tcam: {class name: [n]} weighted T-CAM of classes; those of classes
         with a row of bars are drawn (dashed: a ground-truth class with no
@@ -155,11 +156,19 @@ def draw_timeline(video_id, seconds_per_segment, attention, tcam, detections,
     return fig
 
 
+def _steps(values, step):
+    """(times, values) of a step curve: entry i holds over [i step, (i+1) step),
+    as localization reads it, so the curve reaches the end of the last entry."""
+    values = np.asarray(values, np.float64)
+    return np.arange(len(values) + 1) * step, np.append(values, values[-1:])
+
+
 def _draw_attention(ax, stream, values, step):
     """One stream's attention, filled below."""
-    times = np.arange(len(values)) * step
-    ax.fill_between(times, values, color="black", alpha=0.15, linewidth=0)
-    ax.plot(times, values, color="black", linewidth=1.0, gid=f"attention:{stream}")
+    times, values = _steps(values, step)
+    ax.fill_between(times, values, step="post", color="black", alpha=0.15, linewidth=0)
+    ax.plot(times, values, drawstyle="steps-post", color="black", linewidth=1.0,
+            gid=f"attention:{stream}")
     ax.set_ylim(0.0, 1.05)
     ax.set_yticks([0.0, 1.0])
     ax.set_ylabel(f"{stream}\nattention", fontsize="small")
@@ -172,9 +181,9 @@ def _draw_tcam(ax, tcam, step, classes, detected, color):
     for name in classes:
         if name not in tcam:
             continue
-        values = np.asarray(tcam[name], np.float64)
+        times, values = _steps(tcam[name], step)
         top = max(top, float(values.max(initial=0.0)) * 1.05)
-        ax.plot(np.arange(len(values)) * step, values, color=color[name], linewidth=1.2,
+        ax.plot(times, values, drawstyle="steps-post", color=color[name], linewidth=1.2,
                 linestyle="-" if name in detected else "--", gid=f"tcam:{name}",
                 label=name if name in detected else f"{name} (truth, not detected)")
     ax.set_ylim(0.0, top)
