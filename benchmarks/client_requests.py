@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from dgam_tf.config import ExtractConfig
+from dgam_tf.mode_config import ExtractConfig
 from dgam_tf.features import video
 from dgam_tf.serving import from_video
 

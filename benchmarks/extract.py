@@ -35,7 +35,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import cv2  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from dgam_tf.config import ExtractConfig  # noqa: E402
+from dgam_tf.mode_config import ExtractConfig  # noqa: E402
 from dgam_tf.features import i3d, pipeline, weights  # noqa: E402
 from train_step import matmul_peak_gflops  # noqa: E402
 

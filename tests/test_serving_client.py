@@ -407,7 +407,7 @@ def _served_i3d_input(signature, clips):
 def _expected_features(path, streams):
     """{stream: [T, 1024]} of the stand-in on the recipe's float clips of
     `path`, computed here in one go."""
-    from dgam_tf.config import ExtractConfig
+    from dgam_tf.mode_config import ExtractConfig
     from dgam_tf.features import pipeline
     cfg = ExtractConfig(resize_short_side=24, crop_size=16)
     prepare = pipeline.ClipInputs(cfg, streams)
@@ -502,6 +502,20 @@ def test_cli_video_errors_are_one_line(tmp_path, capsys, rest_server, video_file
                             "--streams", "rgb", *extra, "--server", f"127.0.0.1:{port}")
     assert (status, out) == (1, "")
     assert err.startswith(message.format(tmp=tmp_path, port=port, **video_files))
+    assert err.count("\n") == 1
+
+
+def test_cli_video_refuses_features_that_are_not_1024_wide(capsys, rest_server, video_files):
+    def answer(path, body):    # an i3d model of another width
+        return 200, {"outputs": {"features": [[0.0] * 512] * len(body["inputs"]["clips"])}}
+
+    rest_server.reply = answer
+    status, out, err = _run(capsys, "--video", video_files["good"], *VIDEO_RECIPE,
+                            "--streams", "rgb", "--server",
+                            f"127.0.0.1:{rest_server.server_port}")
+    assert (status, out) == (1, "")
+    assert err.startswith("error: the served 'i3d' model answered rgb features of shape [5, 512] "
+                          "for 5 clips, not [5, 1024]")
     assert err.count("\n") == 1
 
 

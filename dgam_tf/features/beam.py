@@ -19,8 +19,7 @@ import dataclasses
 import os
 import sys
 
-from dgam_tf import config as config_lib
-from dgam_tf import files
+from dgam_tf import config as config_lib, files, mode_config
 from dgam_tf.errors import UserError
 from dgam_tf.features import extract
 
@@ -65,7 +64,7 @@ def parse(argv):
     """(Config, Beam pipeline arguments) of a command line."""
     parser = argparse.ArgumentParser(prog="python -m dgam_tf.features.beam",
                                      description=__doc__.split("\n")[0])
-    for field in dataclasses.fields(config_lib.ExtractConfig):
+    for field in dataclasses.fields(mode_config.ExtractConfig):
         default = field.default
         if isinstance(default, bool):
             parser.add_argument(f"--{field.name}", default=default,
@@ -89,11 +88,11 @@ def parse(argv):
         mode="extract",
         data=config_lib.DataConfig(data_dir=args.data_dir, streams=streams),
         train=config_lib.TrainConfig(mixed_precision=args.mixed_precision),
-        convert=config_lib.ConvertConfig(class_names=args.class_names,
+        convert=mode_config.ConvertConfig(class_names=args.class_names,
                                          feature_dtype=args.feature_dtype,
                                          overwrite=args.overwrite),
-        extract=config_lib.ExtractConfig(**{f.name: getattr(args, f.name) for f in
-                                            dataclasses.fields(config_lib.ExtractConfig)}))
+        extract=mode_config.ExtractConfig(**{f.name: getattr(args, f.name) for f in
+                                            dataclasses.fields(mode_config.ExtractConfig)}))
     return cfg, beam_args
 
 

@@ -200,7 +200,7 @@ def _parser():
 
 def _video_arguments(parser):
     """The options of --video: streams, request size, the recipe's clip shape."""
-    from dgam_tf.config import ExtractConfig
+    from dgam_tf.mode_config import ExtractConfig
 
     default = ExtractConfig()
     group = parser.add_argument_group("with --video")

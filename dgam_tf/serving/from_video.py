@@ -22,15 +22,17 @@ import threading
 
 import numpy as np
 
-from dgam_tf.config import ExtractConfig
 from dgam_tf.errors import UserError
 from dgam_tf.export.signatures import I3D_MODEL_NAME, RGB_UINT8, i3d_request
+from dgam_tf.mode_config import ExtractConfig
 from dgam_tf.serving import transport
 
 # The i3d signature each stream's clips are sent to.
 SIGNATURES = {"rgb": RGB_UINT8, "flow": "flow"}
 # Bytes of a request besides its clips' (names, shapes, JSON brackets).
 REQUEST_OVERHEAD = 4096
+# The I3D feature size: Mixed_5c, average-pooled.
+FEATURE_DIM = 1024
 MB = 1 << 20
 
 
@@ -99,15 +101,27 @@ class I3DClient:
         return clip if self._args.protocol == "grpc" else json_array(clip).encode()
 
     def send(self, stream, encoded):
-        """Features [n, 1024] float32 of n encoded clips of `stream`."""
+        """Features [n, 1024] float32 of n encoded clips of `stream`.
+
+        Raises:
+          UserError: the served model answered with another shape.
+        """
         signature = SIGNATURES[stream]
         if self._args.protocol == "grpc":
             request = i3d_request(signature, np.stack(encoded))
-            return transport.grpc_predict(request, self._args)["features"]
-        body = b"".join([b'{"signature_name": "', signature.encode(),
-                         b'", "inputs": {"clips": [', b",".join(encoded), b"]}}"])
-        url = transport.rest_url(self._args.server, I3D_MODEL_NAME)
-        return transport.rest_predict(url, body, self._args.timeout)["features"]
+            features = transport.grpc_predict(request, self._args)["features"]
+        else:
+            body = b"".join([b'{"signature_name": "', signature.encode(),
+                             b'", "inputs": {"clips": [', b",".join(encoded), b"]}}"])
+            url = transport.rest_url(self._args.server, I3D_MODEL_NAME)
+            features = transport.rest_predict(url, body, self._args.timeout)["features"]
+        features = np.asarray(features)
+        if features.shape != (len(encoded), FEATURE_DIM):
+            raise UserError(f"the served '{I3D_MODEL_NAME}' model answered {stream} features "
+                            f"of shape {list(features.shape)} for {len(encoded)} clips, not "
+                            f"[{len(encoded)}, {FEATURE_DIM}] (serve a --mode=export_i3d "
+                            "export as that model)")
+        return features
 
 
 def video_features(path, cfg, streams, i3d_client):
