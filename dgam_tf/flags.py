@@ -154,8 +154,9 @@ def define_flags(fv=flags.FLAGS):
     flags.DEFINE_integer("keep_checkpoints", config_lib.TrainConfig.keep_checkpoints,
                          "Latest checkpoints kept.", **d)
     flags.DEFINE_boolean("deterministic", config_lib.TrainConfig.deterministic,
-                         "TF op determinism: reruns and resumed runs end "
-                         "bit-identical on the same machine.", **d)
+                         "TF op determinism: reruns and resumed runs repeat a run "
+                         "on the same machine (bit for bit at small sizes; see the "
+                         "README on larger ones).", **d)
     flags.DEFINE_boolean("jit_compile", config_lib.TrainConfig.jit_compile,
                          "Compile the training steps with XLA.", **d)
     flags.DEFINE_enum("mixed_precision", config_lib.TrainConfig.mixed_precision,
