@@ -102,7 +102,7 @@ STUDY_VARIANTS = {"gam": ("model", "gam", True), "no_gam": ("model", "gam", Fals
 
 
 @dataclasses.dataclass(frozen=True)
-class StudyConfig:
+class StudyConfig(Ranged):
     """--mode=study: one training per seed (and variant), then their spread.
 
     Attributes:
@@ -115,12 +115,14 @@ class StudyConfig:
     parallel: int = 1
     variants: Tuple[str, ...] = ()
 
+    RANGES = dict(parallel="[1, inf)")
+    FLAGS = dict(parallel="study_parallel")
+
     def __post_init__(self):
         if not self.seeds or min(self.seeds) < 0 or len(set(self.seeds)) != len(self.seeds):
             raise UserError(f"--seeds must be distinct non-negative integers, got "
                             f"{','.join(map(str, self.seeds))}")
-        if self.parallel < 1:
-            raise UserError(f"--study_parallel must be at least 1, got {self.parallel}")
+        super().__post_init__()
         unknown = [v for v in self.variants if v not in STUDY_VARIANTS]
         if unknown or len(set(self.variants)) != len(self.variants) or len(self.variants) == 1:
             raise UserError(f"--study_variants must be two or more distinct of "
