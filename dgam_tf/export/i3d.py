@@ -85,12 +85,16 @@ class I3DServing(tf.Module):
 
     def _features(self, model, clips):
         """{"features": [N, 1024]} of `model` (an I3D) on float clips, after the checks."""
-        in_range = tf.reduce_all((clips >= -1) & (clips <= 1))  # false on NaN
-        checks = [self._shape_check(model.stream, clips), tf.debugging.Assert(in_range, [
-            "clips must be finite and within [-1, 1] (rgb: pixel / 255 * 2 - 1; flow: "
-            "TV-L1 clipped to +-bound, divided by bound); got values from",
-            tf.reduce_min(clips), "to", tf.reduce_max(clips)])]
-        with tf.control_dependencies(checks):
+        # The range check reduces over the signature's 5 axes: it runs only
+        # once the shape check has passed, so a clip of another rank gets the
+        # shape message, not a failed reduction.
+        with tf.control_dependencies([self._shape_check(model.stream, clips)]):
+            in_range = tf.reduce_all((clips >= -1) & (clips <= 1))  # false on NaN
+            range_check = tf.debugging.Assert(in_range, [
+                "clips must be finite and within [-1, 1] (rgb: pixel / 255 * 2 - 1; flow: "
+                "TV-L1 clipped to +-bound, divided by bound); got values from",
+                tf.reduce_min(clips), "to", tf.reduce_max(clips)])
+        with tf.control_dependencies([range_check]):
             clips = tf.identity(clips)
         return {"features": model.features(clips)}
 
