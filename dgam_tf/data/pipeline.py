@@ -188,9 +188,8 @@ def eval_dataset(data_dir, info, split, config):
     def sample(serialized):
         video = records.parse_video(serialized, info.streams, info.feature_dim,
                                     info.feature_dtype)
-        n = sampling.test_sample_count(video["num_segments"], config.test_min_segments,
-                                       config.test_max_segments)
-        idx = sampling.uniform_indices(video["num_segments"], n)
+        idx = sampling.test_indices(video["num_segments"], config.test_min_segments,
+                                    config.test_max_segments)
         for s in info.streams:
             video[s] = tf.gather(video[s], idx)
         return video

@@ -37,3 +37,10 @@ def uniform_indices(num_segments, n):
 def test_sample_count(num_segments, min_segments, max_segments):
     """n = clip(T, min, max) segments at test time."""
     return tf.clip_by_value(tf.cast(num_segments, tf.int32), min_segments, max_segments)
+
+
+def test_indices(num_segments, min_segments, max_segments):
+    """The test-time sample of a video of T segments: uniform_indices of
+    test_sample_count(T, min, max) segments, int32 [n]."""
+    return uniform_indices(num_segments,
+                           test_sample_count(num_segments, min_segments, max_segments))

@@ -95,8 +95,8 @@ def sampled_outputs(modules, features, num_classes, data_cfg):
     """{stream: localize.StreamOutput} of one video's features {stream: [T, D]}
     at the test-time sampling of --mode=eval (pipeline.eval_dataset)."""
     t = len(next(iter(features.values())))
-    n = sampling.test_sample_count(t, data_cfg.test_min_segments, data_cfg.test_max_segments)
-    idx = sampling.uniform_indices(t, n).numpy()                             # [n]
+    idx = sampling.test_indices(t, data_cfg.test_min_segments,
+                                data_cfg.test_max_segments).numpy()          # [n]
     return {s: localize.StreamOutput(*(o.numpy() for o in inference.output_fn(
         attention, classifier, num_classes)(features[s][idx])))
         for s, (attention, classifier) in modules.items()}
@@ -134,11 +134,11 @@ def thumbnails(path, fps, duration, count=THUMBNAILS, short_side=THUMBNAIL_PIXEL
     """[(time s, [h, w, 3] uint8)] of `count` frames evenly spread over the
     video, decoded again at `fps` (decoding costs little beside the flow)."""
     wanted = set(np.round((np.arange(count) + 0.5) * duration * fps / count).astype(int))
-    frames = []
+    last, frames = max(wanted), []
     for k, frame in enumerate(video_lib.Decoded(path, fps)):
         if k in wanted:
             frames.append((k / fps, recipe.resize_short_side(frame, short_side)))
-        if k >= max(wanted):
+        if k >= last:
             break
     return frames
 

@@ -54,7 +54,5 @@ def plot(detected, class_names, folder, min_score, thumbnails=None):
              "seconds_per_segment": detected.seconds_per_segment,
              "duration": detected.duration, "labels": [], "gt_start": [], "gt_end": [],
              "gt_label": []}
-    return timeline.write_timeline(
-        os.path.join(folder, plots.file_name(video)),
-        **plots.timeline_arguments(video, detected.outputs, detected.detections, class_names),
-        thumbnails=thumbnails, min_score=min_score)
+    return plots.plot_video(video, detected.outputs, detected.detections, class_names,
+                            os.path.join(folder, plots.file_name(video)), min_score, thumbnails)

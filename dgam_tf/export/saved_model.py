@@ -140,8 +140,8 @@ class DGAMServing(tf.Module):
         with tf.control_dependencies(checks):
             duration = tf.cast(duration, tf.float64)
         num_segments = tf.shape(next(iter(features.values())))[0]  # T
-        n = sampling.test_sample_count(num_segments, *self._sample_range)
-        index = sampling.uniform_indices(num_segments, n)  # [n]
+        index = sampling.test_indices(num_segments, *self._sample_range)  # [n]
+        n = tf.size(index)
         streams = {}
         for stream, x in features.items():
             outputs = self._stream_outputs(stream, tf.gather(x, index)[None], n[None])

@@ -88,11 +88,13 @@ def draw_video(video, outputs, detections, class_names, min_score=PlotConfig.min
                                   min_score=min_score, dpi=dpi)
 
 
-def plot_video(video, outputs, detections, class_names, path, min_score=PlotConfig.min_score):
-    """Writes `draw_video`'s timeline to `path` as a PNG, atomically; returns path."""
+def plot_video(video, outputs, detections, class_names, path, min_score=PlotConfig.min_score,
+               thumbnails=None):
+    """Writes `draw_video`'s timeline to `path` as a PNG, atomically, with the
+    (time in seconds, frame) `thumbnails` strip if given; returns path."""
     return timeline.write_timeline(
         path, **timeline_arguments(video, outputs, detections, class_names),
-        min_score=min_score)
+        thumbnails=thumbnails, min_score=min_score)
 
 
 def video_image(video, outputs, detections, class_names, min_score=PlotConfig.min_score):
