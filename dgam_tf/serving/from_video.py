@@ -24,6 +24,7 @@ import numpy as np
 
 from dgam_tf.errors import UserError
 from dgam_tf.export.signatures import I3D_MODEL_NAME, RGB_UINT8, i3d_request
+from dgam_tf.features.recipe import FEATURE_DIM
 from dgam_tf.mode_config import ExtractConfig
 from dgam_tf.serving import transport
 
@@ -31,8 +32,6 @@ from dgam_tf.serving import transport
 SIGNATURES = {"rgb": RGB_UINT8, "flow": "flow"}
 # Bytes of a request besides its clips' (names, shapes, JSON brackets).
 REQUEST_OVERHEAD = 4096
-# The I3D feature size: Mixed_5c, average-pooled.
-FEATURE_DIM = 1024
 MB = 1 << 20
 
 
@@ -95,6 +94,8 @@ class I3DClient:
     def __init__(self, args):
         self._args = args
         self.max_bytes = int(args.max_request_mb * MB)
+        # One channel for all of a run's batches.
+        self._stub = transport.make_stub(args.server) if args.protocol == "grpc" else None
 
     def encode(self, clip):
         """A clip as it travels: raw for gRPC, JSON text for REST."""
@@ -109,7 +110,7 @@ class I3DClient:
         signature = SIGNATURES[stream]
         if self._args.protocol == "grpc":
             request = i3d_request(signature, np.stack(encoded))
-            features = transport.grpc_predict(request, self._args)["features"]
+            features = transport.grpc_predict(request, self._args, self._stub)["features"]
         else:
             body = b"".join([b'{"signature_name": "', signature.encode(),
                              b'", "inputs": {"clips": [', b",".join(encoded), b"]}}"])

@@ -37,8 +37,9 @@ def predict(stub, request, timeout=30.0):
     return parse_predict_response(stub.Predict(request, timeout=timeout))
 
 
-def grpc_predict(request, args):
-    """Sends `request` to args.server over gRPC; returns the parsed outputs.
+def grpc_predict(request, args, stub=None):
+    """Sends `request` to args.server over gRPC (through `stub`, default a new
+    channel); returns the parsed outputs.
 
     Raises:
       RuntimeError: the server answered with an error or cannot be reached.
@@ -46,7 +47,7 @@ def grpc_predict(request, args):
     import grpc
 
     try:
-        return predict(make_stub(args.server), request, args.timeout)
+        return predict(stub or make_stub(args.server), request, args.timeout)
     except grpc.RpcError as error:
         raise RuntimeError(f"TF Serving error ({error.code().name}) at {args.server}: "
                            f"{error.details()}") from None
