@@ -147,9 +147,11 @@ def checkpoint_path(model_dir, checkpoint):
 def latest_in(folder):
     """The latest checkpoint of `folder` by TF's state file, else the
     highest-numbered one there (a folder copied without that file), or None."""
-    names = checkpoint_names(folder)
-    return tf.train.latest_checkpoint(folder) or (
-        os.path.join(folder, names[-1]) if names else None)
+    latest = tf.train.latest_checkpoint(folder)
+    if latest:
+        return latest
+    names = checkpoint_names(folder)       # listed only without the state file
+    return os.path.join(folder, names[-1]) if names else None
 
 
 def checkpoint_names(folder):

@@ -86,17 +86,24 @@ class PeriodicValidation:
 
 
 class PeriodicTestRecord(PeriodicValidation):
-    """Every `every` epochs: evaluates the test split, writes its mAPs as
-    summaries and records its metrics (without detections) in `record_path`,
-    {"split": split, "evaluations": [{"epoch": e, **metrics}]}. It keeps no
-    checkpoint: the record only lets a study report the best of these
-    evaluations, the "test-selected" number the release and most papers
-    report, under that name.
+    """Every `every` epochs before `epochs`: evaluates the test split, writes
+    its mAPs as summaries and records its metrics (without detections) in
+    `record_path`, {"split": split, "evaluations": [{"epoch": e, **metrics}]}.
+    The last epoch is left to the test evaluation that follows training. It
+    keeps no checkpoint: the record only lets a study report the best of
+    these evaluations and the last, the "test-selected" number the release
+    and most papers report, under that name.
     """
 
-    def __init__(self, evaluator, data_dir, info, split, every, record_path, models, writer):
+    def __init__(self, evaluator, data_dir, info, split, every, epochs, record_path, models,
+                 writer):
         super().__init__(evaluator, data_dir, info, split, every, None, models, None, writer)
+        self.epochs = epochs
         self.record_path = record_path
+
+    def __call__(self, epoch, logs):
+        if epoch < self.epochs:
+            super().__call__(epoch, logs)
 
     def keep(self, epoch, metrics):
         """Appends the epoch's metrics (replacing a record of this epoch or

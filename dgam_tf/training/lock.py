@@ -67,7 +67,7 @@ def is_held(model_dir):
     path = os.path.join(model_dir, LOCK_FILE)
     if files.is_remote(model_dir):
         held = _read_lock(path)
-        return held is not None and time.time() - float(held.get("heartbeat", 0)) < STALE_SECONDS
+        return held is not None and _age(held) < STALE_SECONDS
     try:
         f = open(path)
     except OSError:
@@ -90,9 +90,14 @@ def _read_lock(path):
         return None
 
 
+def _age(lock):
+    """Seconds since a lock object's last heartbeat."""
+    return time.time() - float(lock.get("heartbeat", 0))
+
+
 def _holder(lock):
-    age = time.time() - float(lock.get("heartbeat", 0))
-    return f"host {lock.get('host')} pid {lock.get('pid')}, last heartbeat {age:.0f} s ago"
+    return (f"host {lock.get('host')} pid {lock.get('pid')}, last heartbeat "
+            f"{_age(lock):.0f} s ago")
 
 
 @contextlib.contextmanager
@@ -101,7 +106,7 @@ def _lock_object(model_dir):
     me = {"owner": secrets.token_hex(8), "host": socket.gethostname(), "pid": os.getpid()}
     held = _read_lock(path)
     if held is not None:
-        if time.time() - float(held.get("heartbeat", 0)) < STALE_SECONDS:
+        if _age(held) < STALE_SECONDS:
             raise ModelDirHeld(f"another training run holds {model_dir} ({_holder(held)}; taken "
                             f"over after {STALE_SECONDS} s without one): wait for it to "
                             "finish or use another --model_dir")

@@ -50,7 +50,8 @@ def train_and_evaluate(model_dir, data_cfg, model_cfg, train_cfg, evaluator=None
         if evaluator and trainer.chief and record_test:
             loop.actions.append(actions.PeriodicTestRecord(
                 evaluator, data_dir, info, data_cfg.test_split, train_cfg.eval_every,
-                os.path.join(model_dir, TEST_RECORD_FILE), trainer.models, loop.writer))
+                train_cfg.epochs, os.path.join(model_dir, TEST_RECORD_FILE), trainer.models,
+                loop.writer))
         loop.train()
         if evaluator is None or not trainer.chief:
             return None
