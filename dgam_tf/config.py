@@ -294,7 +294,7 @@ class PlotConfig(Ranged):
     frames: bool = False
 
     RANGES = dict(min_score="[-1, 1]")
-    FLAGS = dict(min_score="plot_min_score")
+    FLAGS = dict(min_score="plot_min_score", frames="plot_frames")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -58,9 +58,16 @@ def exists(path):
     unknown scheme, an unreachable bucket)."""
     if not is_remote(path):
         return os.path.exists(path)
+    with _readable(path):
+        return _gfile().exists(path)
+
+
+@contextlib.contextmanager
+def _readable(path):
+    """A remote filesystem's error on `path` as one UserError line."""
     try:
         with _os_errors():
-            return _gfile().exists(path)
+            yield
     except OSError as e:
         raise UserError(f"cannot read {path}: {(e.strerror or '').splitlines()[0]}") from None
 
@@ -68,8 +75,11 @@ def exists(path):
 def require_dir(path, missing="missing folder"):
     """UserError "{missing}: {path}" unless `path` is a folder, or one line on
     why it cannot be read (e.g. a scheme TensorFlow does not know)."""
-    found = exists(path) and (os.path.isdir(path) if not is_remote(path) else
-                              _gfile().isdir(path))
+    if not is_remote(path):
+        found = os.path.isdir(path)
+    else:
+        with _readable(path):   # exists() raises on an unknown scheme, isdir() not
+            found = _gfile().exists(path) and _gfile().isdir(path)
     if not found:
         raise UserError(f"{missing}: {path}")
 
@@ -162,6 +172,14 @@ def _create_temporary(path, create):
             return name, create(name)
 
 
+def refuse_existing(path, overwrite=False):
+    """UserError unless `path` is free or `overwrite` (call it before the work
+    whose output goes there)."""
+    if exists(path) and not overwrite:
+        raise UserError(f"{abspath(path)} already exists; refusing to overwrite it (pass "
+                        "--overwrite to replace it)")
+
+
 @contextlib.contextmanager
 def atomic_output_dir(path, overwrite=False):
     """Yields a temporary folder that becomes `path` only if the block succeeds.
@@ -176,9 +194,7 @@ def atomic_output_dir(path, overwrite=False):
         be written.
     """
     path = abspath(path)
-    if exists(path) and not overwrite:
-        raise UserError(f"{path} already exists; refusing to overwrite it (pass --overwrite "
-                        "to replace it)")
+    refuse_existing(path, overwrite)
     writer = _remote_output_dir if is_remote(path) else _local_output_dir
     with writer(path, overwrite) as tmp:
         yield tmp

@@ -78,10 +78,9 @@ def parse(fv):
         nms_iou=fv.nms_iou)
     export = mode_config.ExportConfig(export_dir=fv.export_dir, export_version=fv.export_version,
                                      checkpoint=fv.checkpoint, overwrite=fv.overwrite)
-    plot = config_lib.PlotConfig(min_score=fv.plot_min_score, frames=fv.plot_frames)
-    detect = mode_config.DetectConfig(
-        videos=tuple(fv.video), output_detections_json=fv.output_detections_json,
-        plot=fv.plot, table_rows=fv.table_rows)
+    plot = config_lib.PlotConfig(**_values(fv, config_lib.PlotConfig))
+    detect = mode_config.DetectConfig(**_values(fv, mode_config.DetectConfig, "videos"),
+                                      videos=tuple(fv.video))
     extract = (mode_config.ExtractConfig(**_values(fv, mode_config.ExtractConfig))
                if fv.mode == "detect" else mode_config.ExtractConfig())
     return config_lib.Config(**run, data=data, model=model, train=train,
@@ -91,9 +90,10 @@ def parse(fv):
 
 
 def _values(fv, cls, *besides):
-    """{field: flag value} of the fields of dataclass `cls` but `besides`
-    (each named like its flag)."""
-    return {f.name: getattr(fv, f.name) for f in dataclasses.fields(cls)
+    """{field: flag value} of the fields of dataclass `cls` but `besides`,
+    each read from its flag: the one `cls.FLAGS` names, else its namesake."""
+    flag_names = getattr(cls, "FLAGS", {})
+    return {f.name: getattr(fv, flag_names.get(f.name, f.name)) for f in dataclasses.fields(cls)
             if f.name not in besides}
 
 
@@ -123,5 +123,5 @@ def _study_config(fv):
         seeds = tuple(int(s) for s in fv.seeds)
     except ValueError:
         raise UserError(f"--seeds must be integers, got {','.join(fv.seeds)}") from None
-    return mode_config.StudyConfig(seeds=seeds, parallel=fv.study_parallel,
-                                  variants=tuple(fv.study_variants))
+    return mode_config.StudyConfig(**_values(fv, mode_config.StudyConfig, "seeds", "variants"),
+                                   seeds=seeds, variants=tuple(fv.study_variants))

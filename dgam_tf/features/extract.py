@@ -244,9 +244,7 @@ def start(cfg):
         raise UserError("--mode=extract needs --video_dir and --data_dir")
     video.cv2()     # the `video` extra, before any work
     weights = checkpoints(ext, cfg.data.streams)
-    if files.exists(data_dir) and not cfg.convert.overwrite:
-        raise UserError(f"{files.abspath(data_dir)} already exists; refusing to overwrite it "
-                        "(pass --overwrite to replace it)")
+    files.refuse_existing(data_dir, cfg.convert.overwrite)
     plan = make_plan(ext, cfg.convert.class_names)
     work = work_folder(data_dir, settings_of(ext, weights, cfg.train.mixed_precision))
     todo = [v for v in plan.videos if not files.exists(feature_file(work, v.video_id))]

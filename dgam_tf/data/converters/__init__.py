@@ -86,9 +86,7 @@ def convert(source_format, source_dir, out_dir, *, annotations=None, class_names
     if stream is not None and stream not in STREAMS:
         raise UserError(f"stream must be one of {STREAMS}, got '{stream}'")
     # Fail before reading what may be gigabytes of features.
-    if files.exists(out_dir) and not overwrite:
-        raise UserError(f"{files.abspath(out_dir)} already exists; refusing to overwrite "
-                        "it (pass --overwrite to replace it)")
+    files.refuse_existing(out_dir, overwrite)
     files.require_dir(source_dir)
     names = common.read_class_names(class_names) if class_names else None
     if source_format == "dgam":
